@@ -1,0 +1,41 @@
+# The two commands of the README, and a few more for developers.
+#   make run    set up .venv and run the default workflow (synthetic data, both papers)
+#   make test   set up .venv and run lint + the whole test suite (what CI runs)
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CORES ?= 2
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: setup run test test-fast lint bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+run: setup
+	$(BIN)/snakemake --cores $(CORES) --resources gpu=1 --rerun-incomplete
+	@echo "Tables and figures: results/report/index.md"
+
+lint: setup
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/snakefmt --check Snakefile workflow/rules
+	$(BIN)/snakemake --lint
+
+test: lint
+	$(BIN)/pytest -q
+
+test-fast: setup
+	$(BIN)/pytest -q -m 'not slow'
+
+bench: setup
+	$(BIN)/python bench/features.py
+	$(BIN)/python bench/training.py
+
+clean:
+	rm -rf results .snakemake

@@ -1,0 +1,185 @@
+"""``merflow``: every stage of the workflow as a subcommand, usable without Snakemake.
+
+The Snakemake rules are thin calls of these subcommands; structured arguments (a dataset's spec,
+a feature's parameters) travel as JSON strings. Heavy libraries are imported inside each command,
+so ``merflow --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from merflow.errors import MerflowError
+
+log = logging.getLogger("merflow")
+
+
+def _json_arg(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object")
+    return value
+
+
+# --- data ------------------------------------------------------------------------------------
+
+
+def cmd_synth(args: argparse.Namespace) -> None:
+    from merflow.datasets import synth
+
+    synth.generate(
+        args.out,
+        n_clips=args.n_clips,
+        duration_s=args.duration,
+        sample_rate=args.sample_rate,
+        n_classes=args.n_classes,
+        clips_per_song=args.clips_per_song,
+        seed=args.seed,
+    )
+    log.info("synthesized %d clips in %s", args.n_clips, args.out)
+
+
+def cmd_index(args: argparse.Namespace) -> None:
+    from merflow.datasets.index import build_index, write_shard_lists
+
+    result = build_index(args.spec, args.out, on_bad_audio=args.on_bad_audio, n_shards=args.shards)
+    write_shard_lists(args.out, args.shards)
+    log.info("%s", result)
+
+
+def cmd_features(args: argparse.Namespace) -> None:
+    from merflow import features
+    from merflow.io import read_table, write_table
+
+    clips = read_table(args.clips)
+    clips = clips[clips["shard"] == args.shard].reset_index(drop=True)
+    params = features.resolve_params(args.feature, args.params)
+    table, quarantined = features.extract_shard(
+        clips, args.feature, params, on_bad_audio=args.on_bad_audio, progress=args.progress
+    )
+    features.write_feature_table(table, args.out, args.feature, params)
+    write_table(_quarantine_frame(quarantined), args.quarantine)
+    log.info(
+        "%s shard %d: %d clips, %d quarantined",
+        args.feature,
+        args.shard,
+        len(clips),
+        len(quarantined),
+    )
+
+
+def cmd_merge_features(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from merflow import features
+    from merflow.io import read_table, write_table
+
+    features.merge_shards(args.shards, args.out)
+    frames = [read_table(p) for p in args.quarantine_shards]
+    write_table(_quarantine_frame(pd.concat(frames, ignore_index=True)), args.quarantine)
+
+
+def _quarantine_frame(rows):
+    import pandas as pd
+
+    from merflow.datasets.base import QUARANTINE_COLUMNS
+
+    frame = pd.DataFrame(rows, columns=list(QUARANTINE_COLUMNS))
+    return frame.astype("string").sort_values(["clip_id", "stage"], ignore_index=True)
+
+
+def cmd_splits(args: argparse.Namespace) -> None:
+    from merflow import splits
+    from merflow.io import read_table, write_table
+
+    clips = read_table(args.clips)
+    targets = read_table(args.targets) if args.targets else None
+    settings = dict(args.settings)
+    made = splits.make_splits(clips, targets, **settings)
+    if args.split_id not in made:
+        raise MerflowError(
+            f"split '{args.split_id}' is not among those the settings make: {', '.join(made)}"
+        )
+    split = made[args.split_id]
+    write_table(split, args.out, metadata={"split_id": args.split_id, "settings": settings})
+    log.info("%s\n%s", args.split_id, splits.describe(split, clips))
+
+
+# --- the parser ------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="merflow", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("synth", help="generate the synthetic demo dataset")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--n-clips", type=int, default=60)
+    p.add_argument("--duration", type=float, default=30.0)
+    p.add_argument("--sample-rate", type=int, default=22050)
+    p.add_argument("--n-classes", type=int, default=3)
+    p.add_argument("--clips-per-song", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("index", help="read a dataset's native layout into clips/targets tables")
+    p.add_argument("--spec", type=_json_arg, required=True, help="the dataset's spec as JSON")
+    p.add_argument("--out", type=Path, required=True, help="folder for clips.parquet etc.")
+    p.add_argument("--shards", type=int, default=1)
+    p.add_argument("--on-bad-audio", choices=["quarantine", "fail"], default="quarantine")
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("features", help="extract one feature for one shard of a clips table")
+    p.add_argument("--clips", type=Path, required=True)
+    p.add_argument("--feature", required=True)
+    p.add_argument("--params", type=_json_arg, default={})
+    p.add_argument("--shard", type=int, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--quarantine", type=Path, required=True)
+    p.add_argument("--on-bad-audio", choices=["quarantine", "fail"], default="quarantine")
+    p.add_argument("--progress", action="store_true")
+    p.set_defaults(func=cmd_features)
+
+    p = sub.add_parser("merge-features", help="merge feature shards into one table")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--quarantine", type=Path, required=True)
+    p.add_argument("--shards", type=Path, nargs="+", required=True)
+    p.add_argument("--quarantine-shards", type=Path, nargs="+", required=True)
+    p.set_defaults(func=cmd_merge_features)
+
+    p = sub.add_parser("splits", help="song-level, stratified train/val/test splits")
+    p.add_argument("--clips", type=Path, required=True)
+    p.add_argument("--targets", type=Path)
+    p.add_argument("--settings", type=_json_arg, required=True, help="method, seed, fractions")
+    p.add_argument("--split-id", required=True, help="which split to write, e.g. holdout-s0")
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=cmd_splits)
+
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        args.func(args)
+    except MerflowError as exc:
+        print(f"merflow {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+# Stage 2: features. One job per (dataset, feature, shard) so that `--cores N` keeps N
+# processes busy and a changed feature parameter re-runs that feature only; shards are then
+# merged into one table per feature.
+
+
+rule extract_features:
+    input:
+        clips=indexed_shard,
+    output:
+        table=f"{R}/{{dataset}}/features/{{feature}}/shard-{{shard}}.parquet",
+        quarantine=f"{R}/{{dataset}}/features/{{feature}}/shard-{{shard}}.quarantine.parquet",
+    params:
+        feature_params=feature_params_json,
+        on_bad_audio=config["on_bad_audio"],
+    log:
+        f"{R}/logs/features/{{dataset}}/{{feature}}/shard-{{shard}}.log",
+    benchmark:
+        f"{R}/benchmarks/features/{{dataset}}/{{feature}}/shard-{{shard}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        ENV
+    shell:
+        "merflow features --clips {input.clips:q} --feature {wildcards.feature:q}"
+        " --params {params.feature_params:q} --shard {wildcards.shard}"
+        " --out {output.table:q} --quarantine {output.quarantine:q}"
+        " --on-bad-audio {params.on_bad_audio} > {log:q} 2>&1"
+
+
+rule merge_features:
+    input:
+        tables=feature_shards,
+        quarantine=feature_quarantine_shards,
+    output:
+        table=f"{R}/{{dataset}}/features/{{feature}}.parquet",
+        quarantine=f"{R}/{{dataset}}/features/{{feature}}.quarantine.parquet",
+    log:
+        f"{R}/logs/features/{{dataset}}/{{feature}}/merge.log",
+    conda:
+        ENV
+    shell:
+        "merflow merge-features --out {output.table:q} --quarantine {output.quarantine:q}"
+        " --shards {input.tables:q} --quarantine-shards {input.quarantine:q} > {log:q} 2>&1"
