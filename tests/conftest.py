@@ -13,7 +13,7 @@ SHARED_DATA = Path(os.environ.get("MERFLOW_SHARED_DATA", REPO.parent / "shared" 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The read-only real-data samples (../shared/data). Skipped locally when absent; CI must have them."""
+    """The real-data samples (../shared/data), read in place: skipped locally when absent."""
     if not SHARED_DATA.is_dir():
         if os.environ.get("CI"):
             pytest.fail(f"CI must have the shared data at {SHARED_DATA}")

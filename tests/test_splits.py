@@ -223,9 +223,18 @@ def test_fixed_split_errors_name_the_problem():
         splits.make_splits(clips, None, method="fixed", seed=0, fixed_test="test")
     with pytest.raises(DatasetError, match="fixed_split"):
         splits.make_splits(clips.drop(columns="fixed_split"), None, method="fixed", seed=0)
-    clips.loc[1, "group"] = clips.loc[0, "group"]  # one song in evaluation and development
-    with pytest.raises(DatasetError, match="both sides"):
-        splits.make_splits(clips, None, method="fixed", seed=0)
+
+
+def test_fixed_split_is_kept_as_published_when_a_group_straddles_it(caplog):
+    clips = mediaeval_like()
+    official_test = set(clips.loc[clips["fixed_split"] == "evaluation", "clip_id"])
+    straddler = clips.loc[clips["fixed_split"] == "evaluation", "group"].iloc[0]
+    dev_clip = clips.index[clips["fixed_split"] != "evaluation"][0]
+    clips.loc[dev_clip, "group"] = straddler  # one artist in evaluation and development
+    with caplog.at_level("WARNING"):
+        made = splits.make_splits(clips, None, method="fixed", seed=0)["fixed-s0"]
+    assert set(made.loc[made["split"] == "test", "clip_id"]) == official_test
+    assert "both sides" in caplog.text
 
 
 # --- clear errors -----------------------------------------------------------------------------

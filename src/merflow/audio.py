@@ -34,7 +34,9 @@ def probe(path: str | os.PathLike) -> AudioInfo:
     try:
         info = sf.info(str(path))
     except Exception as exc:  # libsndfile raises several types; all mean "unreadable"
-        raise AudioError(path, f"unreadable audio ({_short(exc)}); re-encode it as WAV/FLAC/MP3")
+        raise AudioError(
+            path, f"unreadable audio ({_short(exc)}); re-encode it as WAV/FLAC/MP3"
+        ) from exc
     if info.samplerate <= 0 or info.channels <= 0:
         raise AudioError(path, "header has no sample rate or channels; the file is corrupt")
     return AudioInfo(info.frames / info.samplerate, int(info.samplerate), int(info.channels))
@@ -47,7 +49,9 @@ def load(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
     try:
         data, native_rate = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:
-        raise AudioError(path, f"cannot decode ({_short(exc)}); is it truncated or mislabelled?")
+        raise AudioError(
+            path, f"cannot decode ({_short(exc)}); is it truncated or mislabelled?"
+        ) from exc
     if data.shape[0] == 0:
         raise AudioError(path, "decodes to zero samples; the file is empty or truncated")
     mono = data.mean(axis=1, dtype=np.float32)

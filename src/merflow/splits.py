@@ -19,6 +19,7 @@ sorted by ``clip_id`` (see docs/tables.md); its id says how it was made (:func:`
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from pathlib import Path
@@ -29,6 +30,8 @@ import pandas as pd
 
 from merflow.errors import ConfigError, DatasetError
 from merflow.io import read_table, write_table
+
+log = logging.getLogger(__name__)
 
 SPLIT_METHODS = ("holdout", "kfold", "fixed")
 STRATIFY_MODES = ("auto", "label", "quadrant", "none")
@@ -70,6 +73,8 @@ def make_splits(
     """
     _check_settings(method, seed, test_fraction, val_fraction, n_folds, stratify)
     clips = _clip_frame(clips)
+    if method == "fixed":
+        clips = _separate_straddling_groups(clips, fixed_test)
     mode = resolve_stratify(stratify, clips, targets)
     groups = _group_table(clips, targets, mode)
     with_val = val_fraction > 0
@@ -375,15 +380,29 @@ def _fixed_test_part(clips: pd.DataFrame, fixed_test: str) -> pd.Index:
             f"split.fixed_test {fixed_test!r}: no clip has that fixed_split; the values present "
             f"are {present} — set split.fixed_test to one of them"
         )
-    test_groups = set(clips.loc[is_test, "group"])
-    straddling = sorted(test_groups & set(clips.loc[~is_test, "group"]))
-    if straddling:
-        raise DatasetError(
-            f"the official split puts clips of {len(straddling)} group(s) on both sides "
-            f"(e.g. {straddling[:3]}), so it cannot be song-level with these groups; group "
-            "clips by song rather than by artist, or use split.method: holdout or kfold"
-        )
-    return pd.Index(sorted(test_groups), name="group")
+    return pd.Index(sorted(set(clips.loc[is_test, "group"])), name="group")
+
+
+def _separate_straddling_groups(clips: pd.DataFrame, fixed_test: str) -> pd.DataFrame:
+    """An official split is authoritative even where it puts one artist on both sides (MediaEval
+    2013 does, for 52 artists): such groups are split at the official line, and logged, so that
+    test stays exactly the official set while validation is still drawn group-wise."""
+    if "fixed_split" not in clips:
+        return clips
+    is_test = (clips["fixed_split"] == fixed_test).fillna(False).astype(bool)
+    straddling = sorted(set(clips.loc[is_test, "group"]) & set(clips.loc[~is_test, "group"]))
+    if not straddling:
+        return clips
+    log.warning(
+        "the official split puts %d group(s) on both sides (e.g. %s); kept as published: their "
+        "test clips form separate groups",
+        len(straddling),
+        ", ".join(map(str, straddling[:3])),
+    )
+    clips = clips.copy()
+    moved = is_test & clips["group"].isin(straddling)
+    clips.loc[moved, "group"] = clips.loc[moved, "group"].astype(str) + f"@{fixed_test}"
+    return clips
 
 
 # --- the result -------------------------------------------------------------------------------

@@ -1,0 +1,225 @@
+"""Tiny datasets with one planted fault each, for the bad-label and bad-audio tests.
+
+Every builder writes a small, valid dataset (three 2-second WAVs, ids ``a``, ``b``, ``c``) into a
+folder, plants exactly one fault, and returns a :class:`Case`: the spec to index, the clip id(s)
+the fault must quarantine, a fragment of the reason (which also carries the fix), and what the
+``fail`` error must name (the file or the row).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+GOOD_IDS = ("a", "b", "c")
+SECONDS = 2.0
+RATE = 8000
+TIMES = (0.5, 1.0, 1.5, 2.0)  # window ends of a 2 s clip
+
+
+@dataclass
+class Case:
+    spec: dict
+    bad_ids: list[str]  # quarantine must list exactly these (a duplicate id twice)
+    reason: str  # fragment of the quarantine reason
+    names: list[str]  # fragments the `fail` error must contain (file, row, fix)
+
+
+def write_wav(path: Path, seconds: float = SECONDS, rate: int = RATE, channels: int = 1) -> Path:
+    """A short deterministic tone (never silence: a decoder bug would then go unnoticed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(seconds * rate)) / rate
+    tone = 0.1 * np.sin(2 * np.pi * 220 * t)
+    sf.write(path, np.repeat(tone[:, None], channels, axis=1), rate, subtype="PCM_16")
+    return path
+
+
+def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+# --- a labelled dataset (manifest: id, path, label) ----------------------------------------------
+
+
+def labelled(root: Path, rows: list[list] | None = None) -> dict:
+    """Manifest dataset: audio/<id>.wav, labels happy/sad alternating; ``rows`` replaces them."""
+    if rows is None:
+        rows = [
+            [i, f"audio/{i}.wav", "happy" if k % 2 == 0 else "sad"] for k, i in enumerate(GOOD_IDS)
+        ]
+    for _, path, _ in rows:
+        if isinstance(path, str) and path.startswith("audio/"):
+            write_wav(root / path)
+    write_csv(root / "manifest.csv", ["id", "path", "label"], rows)
+    return {"name": "fixture", "adapter": "manifest", "root": root, "id_column": "id"}
+
+
+def annotated(
+    root: Path, values: dict[str, list[tuple[float, float, float]]] | None = None
+) -> dict:
+    """Manifest dataset with targets.csv: per clip ``(t, arousal, valence)`` rows."""
+    spec = labelled(root)
+    spec["targets_csv"] = "targets.csv"
+    spec["label_column"] = None
+    values = values or {}
+    rows = []
+    for i in GOOD_IDS:
+        for t, arousal, valence in values.get(i, [(t, 0.1 * t, -0.1 * t) for t in TIMES]):
+            rows.append([i, t, arousal, valence])
+    write_csv(root / "targets.csv", ["clip_id", "t", "arousal", "valence"], rows)
+    return spec
+
+
+def deam(
+    root: Path, arousal: dict[str, list] | None = None, valence: dict[str, list] | None = None
+) -> dict:
+    """DEAM layout: MEMD_audio/<id>.wav and dynamic CSVs with columns sample_500ms…sample_2000ms."""
+    ids = ("2", "3", "4")
+    for i in ids:
+        write_wav(root / "MEMD_audio" / f"{i}.wav")
+    arousal = arousal if arousal is not None else {i: [0.1, 0.2, 0.3, 0.4] for i in ids}
+    valence = valence if valence is not None else {i: [-0.1, -0.2, -0.3, -0.4] for i in ids}
+    folder = (
+        root / "annotations" / "annotations averaged per song" / "dynamic (per second annotations)"
+    )
+    header = ["song_id"] + [f"sample_{int(t * 1000)}ms" for t in TIMES]
+    for name, table in (("arousal", arousal), ("valence", valence)):
+        write_csv(folder / f"{name}.csv", header, [[i, *v] for i, v in table.items()])
+    return {"name": "fixture", "adapter": "deam", "root": root}
+
+
+# --- one planted fault each ----------------------------------------------------------------------
+
+
+def missing_label(root: Path) -> Case:
+    spec = labelled(root)
+    write_csv(
+        root / "manifest.csv",
+        ["id", "path", "label"],
+        [["a", "audio/a.wav", "happy"], ["b", "audio/b.wav", ""], ["c", "audio/c.wav", "sad"]],
+    )
+    return Case(spec, ["b"], "without a label", ["b.wav", "label it"])
+
+
+def missing_valence_row(root: Path) -> Case:
+    full = {i: [-0.1, -0.2, -0.3, -0.4] for i in ("2", "4")}
+    spec = deam(root, valence=full)
+    return Case(spec, ["3"], "none in valence.csv", ["song 3", "valence.csv"])
+
+
+def nan_value(root: Path) -> Case:
+    arousal = {"2": [0.1, 0.2, 0.3, 0.4], "3": [0.1, "", 0.3, 0.4], "4": [0.1, 0.2, 0.3, 0.4]}
+    spec = deam(root, arousal=arousal)
+    return Case(spec, ["3"], "arousal is missing (NaN) at t=1 s", ["3.wav", "NaN"])
+
+
+def out_of_range(root: Path) -> Case:
+    bad = [(0.5, 0.1, 0.0), (1.0, 1.5, 0.0), (1.5, 0.1, 0.0), (2.0, 0.1, 0.0)]
+    spec = annotated(root, {"b": bad})
+    return Case(spec, ["b"], "arousal 1.5 at t=1 s is outside [-1, 1]", ["b.wav", "rescale"])
+
+
+def off_grid_time(root: Path) -> Case:
+    bad = [(0.5, 0.1, 0.0), (0.75, 0.1, 0.0), (1.5, 0.1, 0.0)]
+    spec = annotated(root, {"c": bad})
+    return Case(spec, ["c"], "t=0.75 s is not on the 0.5 s grid", ["c.wav", "resample"])
+
+
+def duplicate_ids(root: Path) -> Case:
+    write_wav(root / "audio" / "b2.wav")
+    rows = [
+        ["a", "audio/a.wav", "happy"],
+        ["b", "audio/b.wav", "sad"],
+        ["b", "audio/b2.wav", "happy"],
+        ["c", "audio/c.wav", "sad"],
+    ]
+    spec = labelled(root, rows)
+    return Case(spec, ["b", "b"], "used 2 times", ["b.wav", "b2.wav", "rename"])
+
+
+def label_without_audio(root: Path) -> Case:
+    rows = [[i, f"audio/{i}.wav", "happy" if i != "b" else "sad"] for i in GOOD_IDS]
+    spec = labelled(root, rows + [["d", "gone/d.wav", "sad"]])
+    return Case(spec, ["d"], "no audio file is at this path", ["gone/d.wav", "put its audio"])
+
+
+def audio_without_labels(root: Path) -> Case:
+    spec = deam(root)
+    write_wav(root / "MEMD_audio" / "9.wav")
+    return Case(spec, ["9"], "without arousal/valence annotations", ["9.wav", "annotate it"])
+
+
+def annotations_past_end(root: Path) -> Case:
+    long = [(t, 0.1, 0.1) for t in (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)]
+    spec = annotated(root, {"a": long})
+    return Case(spec, ["a"], "annotations run to t=3 s but the audio lasts 2.00 s", ["a.wav"])
+
+
+def path_outside_root(root: Path) -> Case:
+    dataset = root / "dataset"
+    write_wav(root / "elsewhere" / "x.wav")
+    rows = [["a", "audio/a.wav", "happy"], ["x", "../elsewhere/x.wav", "sad"]]
+    rows += [["c", "audio/c.wav", "sad"]]
+    spec = labelled(dataset, rows)
+    return Case(
+        spec, ["x"], "leads outside the dataset root", ["line 3", "allow_outside_root: true"]
+    )
+
+
+def folder_contradicts_annotations(root: Path) -> Case:
+    for i, label in (("a", "happy"), ("b", "happy"), ("c", "sad"), ("d", "sad")):
+        write_wav(root / label / f"{i}.wav")
+    write_csv(root / "annotations.csv", ["Song", "Quadrant"], [["a", "happy"], ["b", "sad"]])
+    spec = {"name": "fixture", "adapter": "folder", "root": root}
+    return Case(spec, ["b"], "lies in folder 'happy' but annotations.csv labels it sad", ["b.wav"])
+
+
+LABEL_FAULTS: dict[str, Callable[[Path], Case]] = {
+    "missing label": missing_label,
+    "missing valence row": missing_valence_row,
+    "NaN value": nan_value,
+    "out of range": out_of_range,
+    "time off the grid": off_grid_time,
+    "duplicate ids": duplicate_ids,
+    "label without audio": label_without_audio,
+    "audio without labels": audio_without_labels,
+    "annotations past the end": annotations_past_end,
+    "path outside root": path_outside_root,
+    "folder contradicts annotations": folder_contradicts_annotations,
+}
+
+
+# --- bad audio: clip ``b`` is replaced by a broken file -----------------------------------------
+
+
+def with_broken_audio(root: Path, file_name: str, content: bytes, reason: str) -> Case:
+    """A labelled dataset whose clip ``b`` is ``audio/<file_name>`` holding ``content``."""
+    rows = [["a", "audio/a.wav", "happy"], ["b", f"broken/{file_name}", "sad"]]
+    spec = labelled(root, rows + [["c", "audio/c.wav", "sad"]])
+    (root / "broken").mkdir(exist_ok=True)
+    (root / "broken" / file_name).write_bytes(content)
+    return Case(spec, ["b"], reason, [file_name, reason])
+
+
+def audio_faults(real_mp3: Path) -> dict[str, tuple[str, bytes, str]]:
+    """name → (file name, content, reason fragment); the MP3 cuts come from a real file."""
+    mp3 = real_mp3.read_bytes()
+    noise = np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes()
+    return {
+        "zero bytes": ("empty.wav", b"", "empty (0 bytes)"),
+        "random bytes named .mp3": ("noise.mp3", noise, "unreadable audio"),
+        "text named .wav": ("notes.wav", b"title,artist\nsong,someone\n", "unreadable audio"),
+        "MP3 cut to 400 bytes": ("cut.mp3", mp3[:400], "unreadable audio"),
+        # the header survives, so the header promises the full length: only decoding tells
+        "MP3 cut to 3000 bytes": ("cut_header_kept.mp3", mp3[:3000], "truncated"),
+    }
