@@ -1,0 +1,370 @@
+"""Regression experiments in the layout of Malik et al. 2017: Tables 1(a), 1(b) and 2, plus
+two figures beyond the paper (annotation vs prediction over time, song means in the V–A plane).
+
+Every RMSE and r is the run's score per song, averaged over songs (MediaEval 2015), then mean ±
+std over the runs of a configuration (:mod:`merflow.reporting.runs`). The paper's own ± is over
+five runs with different initializations: the same construction with its seeds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from merflow.reporting import figures
+from merflow.reporting.context import (
+    BASELINE_FEATURES,
+    FEATURE_LABELS,
+    OURS,
+    ReportContext,
+    feature_label,
+    model_label,
+)
+from merflow.reporting.published import (
+    MALIK_CITATION,
+    MALIK_RUNS,
+    MALIK_TABLE1,
+    MALIK_TABLE2,
+    RmseRow,
+)
+from merflow.reporting.render import Column, Table
+from merflow.reporting.runs import (
+    DIMENSIONS,
+    RunResult,
+    group_runs,
+    seq_len_order,
+    stat_of,
+)
+
+SECTION_TABLES = "Malik et al. 2017: tables"
+SECTION_FIGURES = "Beyond the paper: predictions of the best network run"
+BRANCHED, UNBRANCHED = "malik_crnn", "malik_crnn_nb"
+TABLE2_ORDER = (UNBRANCHED, BRANCHED)  # networks first, in the paper's order
+REGRESSION_BASELINES = ("mean", "ridge")
+N_EXAMPLE_SONGS = 3
+
+
+def build_malik_report(ctx: ReportContext, runs: Sequence[RunResult]) -> None:
+    """Write Tables 1 and 2 for each feature of the experiment, and the prediction figures."""
+    features = sorted({r.feature for r in runs})
+    for feature in features:
+        feature_runs = [r for r in runs if r.feature == feature]
+        if any(r.model == BRANCHED and r.seq_len.isdigit() for r in feature_runs):
+            table = table1(ctx, feature, feature_runs)
+            ctx.add_table(
+                SECTION_TABLES,
+                table,
+                "RMSE of the branched CRNN per sequence length, evaluation (test) and "
+                "development (training) parts.",
+            )
+        ctx.add_table(
+            SECTION_TABLES,
+            table2(ctx, feature, feature_runs),
+            "CRNN_NB beside the branched CRNN and the baselines: RMSE, Pearson r and "
+            "parameter counts on the evaluation (test) part.",
+        )
+    best = best_network_run(runs)
+    if best is not None:
+        prediction_figures(ctx, best)
+
+
+# --- Table 1 -------------------------------------------------------------------------------------
+
+
+def table1_letter(feature: str) -> str | None:
+    if feature in BASELINE_FEATURES:
+        return "a"
+    return "b" if feature == "logmel_500ms" else None
+
+
+def _rmse_row(prefix: str, runs: Sequence[RunResult], part: str) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for dim in DIMENSIONS:
+        stat = stat_of(runs, f"{dim}_rmse_song", part)
+        row[f"{prefix}_{dim}_mean"], row[f"{prefix}_{dim}_std"] = stat.mean, stat.std
+    return row
+
+
+def _published_rmse(prefix: str, published: RmseRow) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for dim in DIMENSIONS:
+        row[f"{prefix}_{dim}_mean"], row[f"{prefix}_{dim}_std"] = getattr(published, dim)
+    return row
+
+
+def _rmse_columns(prefix: str, group: str) -> list[Column]:
+    return [Column(d.capitalize(), f"{prefix}_{d}", "pm", group=group) for d in DIMENSIONS]
+
+
+def table1(ctx: ReportContext, feature: str, runs: Sequence[RunResult]) -> Table:
+    """Rows: sequence lengths in the paper's order (60, 30, 20, 10), ours then the paper's."""
+    letter = table1_letter(feature)
+    groups = {
+        seq_len: group
+        for (_, model, seq_len), group in group_runs(runs).items()
+        if model == BRANCHED and seq_len.isdigit()
+    }
+    published = MALIK_TABLE1.get(letter, {}) if ctx.is_malik_data and letter else {}
+    lengths = sorted({*groups, *map(str, published)}, key=seq_len_order)
+    rows = []
+    for seq_len in lengths:
+        if seq_len in groups:
+            group = groups[seq_len]
+            rows.append(
+                {
+                    "source": OURS,
+                    "seq_len": seq_len,
+                    **_rmse_row("evaluation", group, "test"),
+                    **_rmse_row("development", group, "train"),
+                    "n_runs": len(group),
+                }
+            )
+        if int(seq_len) in published:
+            evaluation, development = published[int(seq_len)]
+            rows.append(
+                {
+                    "source": MALIK_CITATION,
+                    "seq_len": seq_len,
+                    **_published_rmse("evaluation", evaluation),
+                    **_published_rmse("development", development),
+                    "n_runs": MALIK_RUNS,
+                }
+            )
+    columns = [
+        Column("Source", "source"),
+        Column("Seq. length", "seq_len"),
+        *_rmse_columns("evaluation", "Evaluation"),
+        *_rmse_columns("development", "Development"),
+        Column("Runs", "n_runs", "count"),
+    ]
+    name_letter = letter or ""
+    paper_table = f"Table 1({letter})" if letter else "Table 1"
+    title = (
+        f"{paper_table} (Malik et al. 2017 layout): CRNN RMSE, {feature_label(feature)}, "
+        f"{_where(ctx, bool(published))}"
+    )
+    caption = _sentences(
+        [
+            f"RMSE of the branched CRNN ({BRANCHED}) per training sequence length (500 ms "
+            "windows), on the evaluation (test) and development (training) parts.",
+            _rmse_convention(runs),
+            _development_note(groups.values()),
+            _comparability(ctx, bool(published)),
+        ]
+    )
+    return Table(f"malik_table1{name_letter}_{feature}", title, caption, columns, rows)
+
+
+# --- Table 2 -------------------------------------------------------------------------------------
+
+
+def _table2_sort_key(key: tuple[str, str, str]) -> tuple:
+    _, model, seq_len = key
+    if model in TABLE2_ORDER:
+        rank = TABLE2_ORDER.index(model)
+    elif model in REGRESSION_BASELINES:
+        rank = len(TABLE2_ORDER) + 1 + REGRESSION_BASELINES.index(model)
+    else:
+        rank = len(TABLE2_ORDER)  # another network: after the paper's, before the baselines
+    return (rank, model, seq_len_order(seq_len))
+
+
+def _parameters(runs: Sequence[RunResult]) -> float | None:
+    counts = [r.n_parameters for r in runs if r.n_parameters is not None]
+    return float(np.mean(counts)) if counts else None
+
+
+def table2(ctx: ReportContext, feature: str, runs: Sequence[RunResult]) -> Table:
+    """Methods compared on the evaluation part: the paper's rows (on its data), then ours."""
+    show_published = ctx.is_malik_data and feature in BASELINE_FEATURES
+    rows: list[dict[str, Any]] = []
+    if show_published:
+        for method in MALIK_TABLE2:
+            rows.append(
+                {
+                    "method": method.label,
+                    "source": method.source,
+                    "seq_len": None,
+                    **_published_rmse("rmse", method.rmse),
+                    "n_parameters": method.n_parameters,
+                    "n_parameters_text": method.n_parameters_text,
+                    "n_runs": MALIK_RUNS if method.source == MALIK_CITATION else None,
+                }
+            )
+    groups = group_runs(runs)
+    for key in sorted(groups, key=_table2_sort_key):
+        group = groups[key]
+        row = {
+            "method": model_label(key[1]),
+            "source": OURS,
+            "seq_len": None if group[0].is_baseline else key[2],  # baselines see single windows
+            **_rmse_row("rmse", group, "test"),
+            "n_parameters": _parameters(group),
+            "n_runs": len(group),
+        }
+        for dim in ("valence", "arousal"):
+            stat = stat_of(group, f"{dim}_r_song", "test")
+            row[f"r_{dim}_mean"], row[f"r_{dim}_std"] = stat.mean, stat.std
+        rows.append(row)
+    columns = [
+        Column("Method", "method"),
+        Column("Source", "source"),
+        Column("Seq. length", "seq_len"),
+        *_rmse_columns("rmse", "RMSE"),
+        Column("Valence", "r_valence", "pm", group="Pearson r"),
+        Column("Arousal", "r_arousal", "pm", group="Pearson r"),
+        Column("Parameters", "n_parameters", "count"),
+        Column("Runs", "n_runs", "count"),
+    ]
+    title = (
+        f"Table 2 (Malik et al. 2017 layout): methods on the evaluation part, "
+        f"{feature_label(feature)}, {_where(ctx, show_published)}"
+    )
+    caption = _sentences(
+        [
+            "RMSE and Pearson r on the evaluation (test) part; baselines fitted once "
+            "(a single value, no spread); Parameters: trainable weights of the model.",
+            _rmse_convention(runs),
+            "Pearson r likewise per song, then averaged over the songs where it is defined.",
+            _comparability(ctx, show_published, cites_li=True),
+        ]
+    )
+    return Table(f"malik_table2_{feature}", title, caption, columns, rows)
+
+
+# --- shared wording ------------------------------------------------------------------------------
+
+
+def _sentences(parts: list[str]) -> str:
+    return " ".join(p for p in parts if p)
+
+
+def _where(ctx: ReportContext, published: bool) -> str:
+    if published:
+        return f"on {ctx.dataset_name} (the paper's data), published rows beside ours"
+    return ctx.not_comparable()
+
+
+def _rmse_convention(runs: Sequence[RunResult]) -> str:
+    pooled = len({r.split for r in runs}) > 1
+    over = "all folds × seeds pooled" if pooled else "seeds"
+    return (
+        f"merflow cells: mean ± population std over runs ({over}) of each run's RMSE computed "
+        "per song and averaged over songs (the MediaEval 2015 way); Average is the mean of "
+        "the valence and arousal values; a single run shows its value alone."
+    )
+
+
+def _development_note(groups) -> str:
+    if all(r.metrics_train is not None for g in groups for r in g):
+        return ""
+    return (
+        "Development cells show — where a run has no metrics_train.json (its scores on the "
+        "training part); evaluate the runs on part 'train' to fill them."
+    )
+
+
+def _comparability(ctx: ReportContext, published: bool, cites_li: bool = False) -> str:
+    if not published:
+        return (
+            f"Dataset {ctx.dataset_description()}: not the paper's data (DEAM with the "
+            "MediaEval 2015 split), so the published numbers are not shown: they would not be "
+            "comparable."
+        )
+    note = (
+        f"Rows marked '{MALIK_CITATION}' are copied from the paper (mean ± std over five runs)"
+        + ("; the cited Li et al. row has no spread." if cites_li else ".")
+    )
+    method = (ctx.spec.get("split") or {}).get("method", "holdout")
+    if method != "fixed":
+        note += (
+            f" Caution: this experiment's split is '{method}', not the official MediaEval 2015 "
+            "development/evaluation split the paper used."
+        )
+    return note
+
+
+# --- figures beyond the paper --------------------------------------------------------------------
+
+
+def best_network_run(runs: Sequence[RunResult]) -> RunResult | None:
+    """The network run with the lowest validation loss (never chosen by its test score; the
+    test score breaks ties and stands in only when no run recorded a validation loss)."""
+    networks = [r for r in runs if not r.is_baseline]
+    if not networks:
+        return None
+
+    def key(run: RunResult) -> tuple[float, float]:
+        val = run.best_val_loss
+        test = run.metrics.get("average", {}).get("rmse", {}).get("song_mean")
+        return (np.inf if val is None else val, np.inf if test is None else test)
+
+    return min(networks, key=key)
+
+
+def song_rmse(predictions: pd.DataFrame) -> pd.Series:
+    """Per song: the mean of its arousal and valence RMSE (Malik's average), sorted ascending."""
+    squared = pd.DataFrame(
+        {
+            "clip_id": predictions["clip_id"],
+            "arousal": (predictions["arousal_pred"] - predictions["arousal"]) ** 2,
+            "valence": (predictions["valence_pred"] - predictions["valence"]) ** 2,
+        }
+    )
+    per_song = np.sqrt(squared.groupby("clip_id", sort=True).mean()).mean(axis=1)
+    return per_song.sort_values(kind="stable")
+
+
+def example_songs(predictions: pd.DataFrame, n: int = N_EXAMPLE_SONGS) -> list[figures.SongTrace]:
+    """The best, median and worst song by RMSE: a fair picture rather than a flattering one."""
+    ranked = song_rmse(predictions)
+    picks = {"best": 0, "median": len(ranked) // 2, "worst": len(ranked) - 1}
+    chosen: dict[int, str] = {}
+    for note, position in picks.items():
+        chosen.setdefault(position, note)
+    traces = []
+    for position, note in sorted(chosen.items())[:n]:
+        clip_id = ranked.index[position]
+        frame = predictions[predictions["clip_id"] == clip_id].sort_values("t")
+        traces.append(figures.SongTrace(str(clip_id), frame, float(ranked.iloc[position]), note))
+    return traces
+
+
+def describe_run(run: RunResult) -> str:
+    length = f"seq_len {run.seq_len}" if run.seq_len.isdigit() else "whole clips"
+    return f"{model_label(run.model)}, {run.feature}, {length}, {run.split}, seed {run.seed}"
+
+
+def prediction_figures(ctx: ReportContext, best: RunResult) -> None:
+    """Three songs over time and all songs' means in the V–A plane, for one run."""
+    predictions = best.predictions()
+    chosen_by = "validation loss" if best.best_val_loss is not None else "test RMSE (no val loss)"
+    where = f"{ctx.dataset_name}, test part"
+    timeline = ctx.out_dir / "malik_best_run_songs.png"
+    figures.song_timelines(
+        example_songs(predictions),
+        f"Annotated vs predicted, {where}: {describe_run(best)}",
+        timeline,
+    )
+    ctx.add_file(
+        SECTION_FIGURES,
+        "Arousal and valence over time for three test songs",
+        f"Best, median and worst test song (by RMSE) of the best network run by {chosen_by}: "
+        f"{describe_run(best)}.",
+        timeline,
+    )
+    means = predictions.groupby("clip_id", sort=True)[
+        ["valence", "arousal", "valence_pred", "arousal_pred"]
+    ].mean()
+    scatter = ctx.out_dir / "malik_best_run_va_scatter.png"
+    figures.va_scatter(means, f"Song means, {where}\n{describe_run(best)}", scatter)
+    ctx.add_file(
+        SECTION_FIGURES,
+        "Valence–arousal scatter of song means",
+        f"Each test song's mean annotation (dot) and mean prediction (cross), joined; same run "
+        f"({FEATURE_LABELS.get(best.feature, best.feature)}).",
+        scatter,
+    )
