@@ -1,0 +1,147 @@
+"""Benchmark of the feature stage: throughput, overhead over the bare libraries, process scaling.
+
+On the same clips (by default /work/shared/data/4q-sample) it measures seconds of audio processed
+per wall-clock second for
+
+* decoding alone (``merflow.audio.load``: soundfile + soxr to the configured rate);
+* the bare library calls on the decoded signals: librosa mel + dB (128 bands), and openSMILE
+  ComParE_2016 LLD + deltas (one ``process_signal`` per clip) -- openSMILE is the bottleneck;
+* the stage, decoding included: ``extract_shard`` for ``compare_500ms`` alone, and
+  ``extract_features`` for all three features from one decode;
+* the stage over shards in 1 and in N worker processes (what ``snakemake --cores N`` does).
+
+The single-process measurements are interleaved clip by clip and repeated, and the least time of
+each is kept: on a machine shared with other jobs, load then hits every method alike instead of
+whichever ran during a busy minute. Library initialisation is warmed up before timing.
+Targets: stage overhead over bare openSMILE <= 10 %; 2 processes >= 1.8x one process.
+
+    .venv/bin/python bench/features.py --clips /work/shared/data/4q-sample --n-clips 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from merflow import audio
+from merflow.features import FEATURES, compute_clip, extract_features, extract_shard
+from merflow.features.compare import smile
+
+DEFAULT_CLIPS = Path("/work/shared/data/4q-sample")
+
+
+def find_clips(folder: Path, limit: int) -> pd.DataFrame:
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in audio.SUPPORTED_SUFFIXES)
+    if not paths:
+        raise SystemExit(f"no audio files under {folder}")
+    paths = paths[:limit]
+    return pd.DataFrame({"clip_id": [p.stem for p in paths], "path": [str(p) for p in paths]})
+
+
+def warm_up(sample_rate: int) -> None:
+    signal = np.random.default_rng(0).normal(scale=0.1, size=sample_rate).astype(np.float32)
+    for name in FEATURES:
+        compute_clip(name, signal, {"sample_rate": sample_rate})
+
+
+def single_process_steps(sample_rate: int) -> dict[str, Callable[[pd.DataFrame, np.ndarray], None]]:
+    """Each step processes one clip (a one-row clips table and its decoded signal)."""
+    import librosa
+
+    params = {name: {"sample_rate": sample_rate} for name in FEATURES}
+
+    def bare_librosa(_, y):
+        mel = librosa.feature.melspectrogram(y=y, sr=sample_rate, n_fft=2048, hop_length=512)
+        librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None)
+
+    return {
+        "decode (soundfile + soxr)": lambda clip, _: audio.load(clip.path.iloc[0], sample_rate),
+        "bare librosa mel + dB (128 bands)": bare_librosa,
+        "bare openSMILE LLD + deltas": lambda _, y: smile().process_signal(y, sample_rate),
+        "stage: compare_500ms (incl. decode)": lambda clip, _: extract_shard(
+            clip, "compare_500ms", params["compare_500ms"]
+        ),
+        "stage: all 3 features (incl. decode)": lambda clip, _: extract_features(clip, params),
+    }
+
+
+def interleaved(clips: pd.DataFrame, sample_rate: int, repeat: int) -> dict[str, float]:
+    """Least total wall time of each step over ``repeat`` passes, steps interleaved per clip."""
+    steps = single_process_steps(sample_rate)
+    signals = [audio.load(p, sample_rate) for p in clips.path]
+    best = dict.fromkeys(steps, np.inf)
+    for _ in range(repeat):
+        totals = dict.fromkeys(steps, 0.0)
+        for i, signal in enumerate(signals):
+            clip = clips.iloc[[i]]
+            for label, step in steps.items():
+                start = time.perf_counter()
+                step(clip, signal)
+                totals[label] += time.perf_counter() - start
+        best = {label: min(best[label], totals[label]) for label in steps}
+    return best
+
+
+def _extract_shard_job(job: tuple[pd.DataFrame, dict]) -> int:
+    clips, params = job
+    tables, _ = extract_features(clips, params)
+    return sum(t.num_rows for t in tables.values())
+
+
+def in_processes(clips: pd.DataFrame, sample_rate: int, processes: int, n_shards: int) -> float:
+    """Wall time of the stage (all features) over ``n_shards`` shards on ``processes`` workers."""
+    params = {name: {"sample_rate": sample_rate} for name in FEATURES}
+    shards = [clips.iloc[i::n_shards] for i in range(n_shards)]
+    context = multiprocessing.get_context("fork")  # children inherit the warmed-up libraries
+    start = time.perf_counter()
+    with context.Pool(processes) as pool:
+        list(pool.imap_unordered(_extract_shard_job, [(s, params) for s in shards]))
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clips", type=Path, default=DEFAULT_CLIPS, help="folder of audio files")
+    parser.add_argument("--n-clips", type=int, default=16)
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--sample-rate", type=int, default=22050)
+    parser.add_argument("--repeat", type=int, default=3, help="keep the least time of each step")
+    args = parser.parse_args()
+
+    clips, sr = find_clips(args.clips, args.n_clips), args.sample_rate
+    seconds = sum(audio.probe(p).duration_s for p in clips.path)
+    warm_up(sr)
+    load_before = os.getloadavg()[0]
+    walls = interleaved(clips, sr, args.repeat)
+    n_shards = 2 * args.processes
+    for processes in sorted({1, args.processes}):
+        label = f"stage: all 3, {n_shards} shards, {processes} process(es)"
+        walls[label] = min(in_processes(clips, sr, processes, n_shards) for _ in range(args.repeat))
+
+    print(f"\n{len(clips)} clips, {seconds:.0f} s of audio from {args.clips}, at {sr} Hz;")
+    print(f"least of {args.repeat} runs; load average {load_before:.2f} before, ", end="")
+    print(f"{os.getloadavg()[0]:.2f} after (on {os.cpu_count()} CPUs)\n")
+    print(f"| {'step':<42} | wall s | audio s / wall s |")
+    print(f"|{'-' * 44}|-------:|-----------------:|")
+    for label, wall in walls.items():
+        print(f"| {label:<42} | {wall:6.2f} | {seconds / wall:16.0f} |")
+    bare = walls["bare openSMILE LLD + deltas"]
+    print()
+    for label in ("stage: compare_500ms (incl. decode)", "stage: all 3 features (incl. decode)"):
+        overhead = 100 * (walls[label] / bare - 1)
+        print(f"{label[7:]}: {overhead:+.1f} % over bare openSMILE (target <= 10 %)")
+    if args.processes > 1:
+        one = walls[f"stage: all 3, {n_shards} shards, 1 process(es)"]
+        many = walls[f"stage: all 3, {n_shards} shards, {args.processes} process(es)"]
+        print(f"{args.processes} processes vs 1: {one / many:.2f}x (target >= 1.8x)")
+
+
+if __name__ == "__main__":
+    main()

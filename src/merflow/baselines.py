@@ -1,0 +1,187 @@
+"""Baselines that give every table its context, behind the same predictor interface as networks.
+
+=============  ==============  =======  ======================================================
+name           task            input    what it predicts
+=============  ==============  =======  ======================================================
+``mean``       regression      windows  the training mean of arousal and of valence, everywhere
+``ridge``      regression      windows  sklearn ``Ridge`` on each 500 ms window's features:
+                                        the linear MediaEval baseline (option ``alpha``, 1.0)
+``majority``   classification  frames   the training class frequencies (argmax: the majority)
+``logistic``   classification  frames   sklearn ``LogisticRegression`` on clip statistics: mean
+                                        and standard deviation over time of every log-mel band
+                                        (options ``C`` 1.0, ``max_iter`` 1000)
+=============  ==============  =======  ======================================================
+
+Baselines see the same z-scored data as the networks (training-split statistics). Their weights
+are plain arrays in ``baseline.npz`` (no pickle) and prediction is numpy arithmetic, so a stored
+baseline needs neither sklearn's object format nor its version to be read back.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import ClassVar
+
+import numpy as np
+
+from merflow.data import FrameClips, WindowedClips
+from merflow.errors import ConfigError, DatasetError
+from merflow.io import atomic_path
+
+WEIGHTS_FILE = "baseline.npz"
+
+
+class Baseline:
+    """Shared plumbing: options, weights as named arrays, saving and loading."""
+
+    name: ClassVar[str]
+    task: ClassVar[str]
+    input: ClassVar[str]
+    defaults: ClassVar[dict] = {}
+
+    def __init__(self, **weights: np.ndarray):
+        self.weights = {k: np.asarray(v) for k, v in weights.items()}
+
+    @classmethod
+    def options(cls, given: dict) -> dict:
+        unknown = sorted(set(given) - set(cls.defaults))
+        if unknown:
+            allowed = ", ".join(sorted(cls.defaults)) or "none"
+            raise ConfigError(
+                f"unknown option(s) {unknown} for baseline {cls.name!r}; allowed: {allowed}"
+            )
+        return {**cls.defaults, **given}
+
+    @property
+    def n_parameters(self) -> int:
+        return int(sum(w.size for w in self.weights.values()))
+
+    def save(self, path: str | os.PathLike) -> None:
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, baseline=np.array(self.name), **self.weights)
+
+
+class MeanBaseline(Baseline):
+    name, task, input = "mean", "regression", "windows"
+
+    @classmethod
+    def fit(cls, train: WindowedClips, options: dict, seed: int) -> MeanBaseline:
+        cls.options(options)
+        return cls(mean=np.concatenate(train.targets).mean(0, dtype=np.float64))
+
+    def predict_windows(self, features: Sequence[np.ndarray]) -> list[np.ndarray]:
+        mean = self.weights["mean"].astype(np.float32)
+        return [np.tile(mean, (len(x), 1)) for x in features]
+
+
+class RidgeBaseline(Baseline):
+    name, task, input = "ridge", "regression", "windows"
+    defaults: ClassVar[dict] = {"alpha": 1.0}
+
+    @classmethod
+    def fit(cls, train: WindowedClips, options: dict, seed: int) -> RidgeBaseline:
+        from sklearn.linear_model import Ridge
+
+        model = Ridge(alpha=cls.options(options)["alpha"])
+        model.fit(np.concatenate(train.features), np.concatenate(train.targets))
+        return cls(coef=model.coef_, intercept=model.intercept_)
+
+    def predict_windows(self, features: Sequence[np.ndarray]) -> list[np.ndarray]:
+        coef, intercept = self.weights["coef"], self.weights["intercept"]
+        return [(x @ coef.T + intercept).astype(np.float32) for x in features]
+
+
+class MajorityBaseline(Baseline):
+    name, task, input = "majority", "classification", "frames"
+
+    @classmethod
+    def fit(cls, train: FrameClips, options: dict, seed: int) -> MajorityBaseline:
+        cls.options(options)
+        counts = np.bincount(train.labels, minlength=len(train.classes))
+        return cls(frequencies=counts / counts.sum())
+
+    def predict_proba(self, features: np.ndarray, n_valid_frames: np.ndarray) -> np.ndarray:
+        return np.tile(self.weights["frequencies"], (len(features), 1))
+
+
+class LogisticBaseline(Baseline):
+    name, task, input = "logistic", "classification", "frames"
+    defaults: ClassVar[dict] = {"C": 1.0, "max_iter": 1000}
+
+    @classmethod
+    def fit(cls, train: FrameClips, options: dict, seed: int) -> LogisticBaseline:
+        from sklearn.linear_model import LogisticRegression
+
+        settings = cls.options(options)
+        if len(np.unique(train.labels)) < 2:
+            raise DatasetError(
+                "the logistic baseline needs training clips of at least two classes; the "
+                f"training split has only {sorted({train.classes[i] for i in train.labels})}"
+            )
+        stats = clip_statistics(train.features, train.n_valid_frames)
+        centre, scale = stats.mean(0), stats.std(0)
+        scale = np.where(scale < 1e-8, 1.0, scale)
+        model = LogisticRegression(
+            C=settings["C"], max_iter=settings["max_iter"], random_state=seed
+        )
+        model.fit((stats - centre) / scale, train.labels)
+        coef, intercept = _full_class_weights(model, len(train.classes))
+        return cls(centre=centre, scale=scale, coef=coef, intercept=intercept)
+
+    def predict_proba(self, features: np.ndarray, n_valid_frames: np.ndarray) -> np.ndarray:
+        w = self.weights
+        stats = (clip_statistics(features, n_valid_frames) - w["centre"]) / w["scale"]
+        return _softmax(stats @ w["coef"].T + w["intercept"])
+
+
+def clip_statistics(features: np.ndarray, n_valid_frames: np.ndarray) -> np.ndarray:
+    """Mean and std over the valid frames of each band: ``(N, n_mels, T)`` -> ``(N, 2 n_mels)``."""
+    rows = []
+    for x, n in zip(features, n_valid_frames, strict=True):
+        valid = x[:, : max(int(n), 1)].astype(np.float64)
+        rows.append(np.concatenate([valid.mean(1), valid.std(1)]))
+    return np.asarray(rows).reshape(len(features), 2 * features.shape[1])
+
+
+def _full_class_weights(model, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax weights with one row per class of the dataset.
+
+    sklearn keeps rows only for classes seen in training and, with two classes, a single
+    row ``w`` (the sigmoid of ``w·x``, i.e. the softmax of ``(0, w·x)``). A class never seen in
+    training gets logit -inf: probability 0.
+    """
+    seen = model.classes_
+    coef, intercept = model.coef_, model.intercept_
+    if len(seen) == 2:
+        coef = np.vstack([np.zeros_like(coef), coef])
+        intercept = np.array([0.0, intercept[0]])
+    full_coef = np.zeros((n_classes, coef.shape[1]))
+    full_intercept = np.full(n_classes, -np.inf)
+    full_coef[seen], full_intercept[seen] = coef, intercept
+    return full_coef, full_intercept
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(1, keepdims=True)
+    exp = np.exp(shifted)
+    return (exp / exp.sum(1, keepdims=True)).astype(np.float32)
+
+
+BASELINES: dict[str, type[Baseline]] = {
+    cls.name: cls for cls in (MeanBaseline, RidgeBaseline, MajorityBaseline, LogisticBaseline)
+}
+
+
+def fit(name: str, train: WindowedClips | FrameClips, options: dict, *, seed: int) -> Baseline:
+    """Fit baseline ``name`` on the (normalized) training part."""
+    if name not in BASELINES:
+        raise ConfigError(f"unknown baseline {name!r}; known: {', '.join(sorted(BASELINES))}")
+    return BASELINES[name].fit(train, dict(options), seed)
+
+
+def load(path: str | os.PathLike) -> Baseline:
+    """A fitted baseline from its ``baseline.npz``."""
+    with np.load(path, allow_pickle=False) as stored:
+        weights = {k: stored[k] for k in stored.files if k != "baseline"}
+        return BASELINES[str(stored["baseline"])](**weights)

@@ -1,0 +1,316 @@
+"""Predictions and metrics of a trained run on one part of its split (the test part by default).
+
+Predictions (Parquet, written by :func:`merflow.io.write_table`):
+
+* regression — one row per scored 500 ms window: ``clip_id, t, arousal_pred, valence_pred,
+  arousal, valence``. Whole songs of any length are cut into the run's ``seq_len`` chunks, the
+  last one aligned to the song's end, and stitched back so each window is predicted once.
+* classification — one row per clip: ``clip_id, label, predicted, p_<class>…`` (probabilities).
+
+Metrics (JSON; every number that is undefined, e.g. Pearson r of a constant prediction, is
+``null``, never NaN)::
+
+    common:  {"task": "regression"|"classification", "part": "test", "n_clips": int,
+              "run": {"model", "feature", "seq_len", "seed", "split"},
+              "excluded": [{"clip_id", "reason"}, ...]}    # clips of the part left out, and why
+    regression, per dimension d in "arousal", "valence" and for "average" (mean of the two):
+      d: {"rmse":      {"song_mean", "song_std", "pooled"},
+          "pearson_r": {"song_mean", "song_std", "pooled", "n_songs"}}
+      "n_windows": int
+        song_*: the metric per song, then mean and (population, ddof 0) std over songs -- the
+        MediaEval 2015 way; pooled: over all windows of all songs at once. Songs whose r is
+        undefined (constant prediction or annotation, < 2 windows) are left out of the song
+        mean of r; n_songs counts those kept. "average" holds the mean of the arousal and
+        valence values of each field (Malik et al.'s "average RMSE").
+    classification:
+      "classes": [...], "accuracy": float,
+      "per_class": {class: {"precision", "recall", "f1", "support"}},
+      "macro_avg" and "weighted_avg": {"precision", "recall", "f1", "support"},
+      "confusion_matrix": {"labels": [...], "matrix": [[...]]}   # rows true, columns predicted
+        (scikit-learn's definitions; a class never predicted has precision 0, not NaN)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from merflow.data import TARGET_NAMES, FrameClips, WindowedClips, ZScore, read_split
+from merflow.errors import ConfigError, DatasetError
+from merflow.io import read_json, write_json, write_table
+from merflow.training import (
+    NORM_FILE,
+    RUN_FILE,
+    TrainConfig,
+    load_part,
+    load_predictor,
+    model_kind,
+    select_device,
+)
+
+log = logging.getLogger(__name__)
+
+PREDICTIONS_FILE = "predictions.parquet"
+METRICS_FILE = "metrics.json"
+
+
+def output_names(part: str) -> tuple[str, str]:
+    """Default file names of a part's predictions and metrics: ``predictions.parquet`` and
+    ``metrics.json`` for the test part, ``predictions_<part>.parquet`` and ``metrics_<part>.json``
+    for another (e.g. ``metrics_train.json``: Malik et al.'s "development" scores)."""
+    if part == "test":
+        return PREDICTIONS_FILE, METRICS_FILE
+    return f"predictions_{part}.parquet", f"metrics_{part}.json"
+
+
+# --- predictions ---------------------------------------------------------------------------------
+
+
+def predict(
+    run_dir: str | os.PathLike,
+    *,
+    part: str = "test",
+    features_path: str | os.PathLike | None = None,
+    clips_path: str | os.PathLike | None = None,
+    split_path: str | os.PathLike | None = None,
+    targets_path: str | os.PathLike | None = None,
+    use_gpu: bool = False,
+) -> tuple[pd.DataFrame, list[dict]]:
+    """Predict the clips of ``part`` with the run's trained model.
+
+    Paths default to those the run was trained with (``run.json``). Returns the prediction table
+    and the clips that could not be predicted (each with a reason).
+    """
+    run_dir = Path(run_dir)
+    config = _run_config(run_dir, features_path, clips_path, split_path, targets_path)
+    kind = model_kind(config.model)
+    parts = read_split(config.split_path)
+    if part not in parts:
+        raise ConfigError(f"unknown split part {part!r}; choose one of {', '.join(parts)}")
+    clip_ids = parts[part]
+    if not clip_ids:
+        raise DatasetError(f"{config.split_path}: the split has no '{part}' clips to evaluate")
+    data, problems = load_part(kind, config, clip_ids)
+    data = data.normalized(ZScore.load(run_dir / NORM_FILE))
+    predictor = load_predictor(run_dir, select_device(use_gpu))
+    if isinstance(data, WindowedClips):
+        table = regression_table(data, predictor.predict_windows(data.features))
+    else:
+        table = classification_table(
+            data, predictor.predict_proba(data.features, data.n_valid_frames)
+        )
+    return table, problems
+
+
+def _run_config(run_dir: Path, *paths_given) -> TrainConfig:
+    if not (run_dir / RUN_FILE).is_file():
+        raise DatasetError(f"{run_dir}: no {RUN_FILE}; train the run before evaluating it")
+    config = TrainConfig.from_dict(read_json(run_dir / RUN_FILE)["config"])
+    names = ("features_path", "clips_path", "split_path", "targets_path")
+    for name, given in zip(names, paths_given, strict=True):
+        if given is not None:
+            setattr(config, name, os.fspath(given))
+    return config
+
+
+def regression_table(data: WindowedClips, predictions: list[np.ndarray]) -> pd.DataFrame:
+    """One row per window: the prediction beside the annotation."""
+    if not data.clip_ids:
+        raise DatasetError("no clip of the evaluated part has aligned features and targets")
+    lengths = [len(t) for t in data.times]
+    pred, true = np.concatenate(predictions), np.concatenate(data.targets)
+    frame = pd.DataFrame(
+        {"clip_id": np.repeat(data.clip_ids, lengths), "t": np.concatenate(data.times)}
+    )
+    for j, name in enumerate(TARGET_NAMES):
+        frame[f"{name}_pred"] = pred[:, j].astype(np.float32)
+    for j, name in enumerate(TARGET_NAMES):
+        frame[name] = true[:, j].astype(np.float32)
+    return frame
+
+
+def classification_table(data: FrameClips, probabilities: np.ndarray) -> pd.DataFrame:
+    """One row per clip: true label, predicted label and the probability of every class."""
+    if not data.clip_ids:
+        raise DatasetError("no clip of the evaluated part has features and a label")
+    classes = np.asarray(data.classes)
+    frame = pd.DataFrame(
+        {
+            "clip_id": data.clip_ids,
+            "label": classes[data.labels],
+            "predicted": classes[probabilities.argmax(1)],
+        }
+    )
+    for j, name in enumerate(data.classes):
+        frame[f"p_{name}"] = probabilities[:, j].astype(np.float32)
+    return frame
+
+
+# --- metrics -------------------------------------------------------------------------------------
+
+
+def rmse(pred: np.ndarray, true: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((np.asarray(pred, np.float64) - true) ** 2)))
+
+
+def pearson_r(x: np.ndarray, y: np.ndarray) -> float | None:
+    """Pearson's r, or None where it is undefined (fewer than 2 values, a constant series)."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    if len(x) < 2:
+        return None
+    dx, dy = x - x.mean(), y - y.mean()
+    denominator = math.sqrt(float(dx @ dx) * float(dy @ dy))
+    if denominator <= 1e-12 * max(len(x), 1):
+        return None
+    return float(np.clip(dx @ dy / denominator, -1.0, 1.0))
+
+
+def regression_metrics(table: pd.DataFrame) -> dict[str, Any]:
+    """RMSE and Pearson r per dimension: per song then mean ± std, and pooled (module docstring)."""
+    metrics: dict[str, Any] = {"n_clips": int(table["clip_id"].nunique()), "n_windows": len(table)}
+    songs = [frame for _, frame in table.groupby("clip_id", sort=True)]
+    for name in TARGET_NAMES:
+        pred, true = f"{name}_pred", name
+        song_rmse = [rmse(s[pred], s[true]) for s in songs]
+        song_r = [r for s in songs if (r := pearson_r(s[pred], s[true])) is not None]
+        metrics[name] = {
+            "rmse": {
+                **_mean_std(song_rmse),
+                "pooled": rmse(table[pred], table[true]),
+            },
+            "pearson_r": {
+                **_mean_std(song_r),
+                "pooled": pearson_r(table[pred], table[true]),
+                "n_songs": len(song_r),
+            },
+        }
+    metrics["average"] = {
+        metric: {
+            field: _mean_or_none([metrics[n][metric][field] for n in TARGET_NAMES])
+            for field in ("song_mean", "song_std", "pooled")
+        }
+        for metric in ("rmse", "pearson_r")
+    }
+    return metrics
+
+
+def _mean_std(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"song_mean": None, "song_std": None}
+    return {"song_mean": float(np.mean(values)), "song_std": float(np.std(values))}
+
+
+def _mean_or_none(values: list[float | None]) -> float | None:
+    return None if any(v is None for v in values) else float(np.mean(values))
+
+
+def classification_metrics(table: pd.DataFrame, classes: list[str]) -> dict[str, Any]:
+    """Accuracy, per-class and averaged precision/recall/F1, confusion matrix (scikit-learn)."""
+    from sklearn.metrics import classification_report, confusion_matrix
+
+    true, pred = table["label"].astype(str), table["predicted"].astype(str)
+    report = classification_report(true, pred, labels=classes, output_dict=True, zero_division=0)
+
+    def entry(values: dict) -> dict:
+        return {
+            "precision": float(values["precision"]),
+            "recall": float(values["recall"]),
+            "f1": float(values["f1-score"]),
+            "support": int(values["support"]),
+        }
+
+    return {
+        "n_clips": len(table),
+        "classes": list(classes),
+        "accuracy": float((true == pred).mean()),
+        "per_class": {c: entry(report[c]) for c in classes},
+        "macro_avg": entry(report["macro avg"]),
+        "weighted_avg": entry(report["weighted avg"]),
+        "confusion_matrix": {
+            "labels": list(classes),
+            "matrix": confusion_matrix(true, pred, labels=classes).tolist(),
+        },
+    }
+
+
+# --- the evaluate stage --------------------------------------------------------------------------
+
+
+def evaluate(
+    run_dir: str | os.PathLike,
+    *,
+    part: str = "test",
+    predictions_path: str | os.PathLike | None = None,
+    metrics_path: str | os.PathLike | None = None,
+    **paths_and_device,
+) -> dict[str, Any]:
+    """Predict ``part`` with the run's model, write the predictions and the metrics JSON.
+
+    ``paths_and_device`` are :func:`predict`'s keyword arguments (feature/clips/split/targets
+    paths, ``use_gpu``). Outputs default to :func:`output_names` in ``run_dir``. Returns the
+    metrics.
+    """
+    run_dir = Path(run_dir)
+    table, problems = predict(run_dir, part=part, **paths_and_device)
+    for p in problems:
+        log.warning("clip %s left out of evaluation: %s", p["clip_id"], p["reason"])
+    record = read_json(run_dir / RUN_FILE)
+    kind = model_kind(record["config"]["model"])
+    if kind.task == "regression":
+        metrics = regression_metrics(table)
+    else:
+        classes = [c.removeprefix("p_") for c in table.columns if c.startswith("p_")]
+        metrics = classification_metrics(table, classes)
+    metrics = {
+        "task": kind.task,
+        "part": part,
+        "run": _run_summary(record),
+        "excluded": [{"clip_id": p["clip_id"], "reason": p["reason"]} for p in problems],
+        **metrics,
+    }
+    default_predictions, default_metrics = output_names(part)
+    write_table(table, predictions_path or run_dir / default_predictions)
+    write_json(_json_safe(metrics), metrics_path or run_dir / default_metrics)
+    log.info("%s on %s: %s", record["config"]["model"], part, headline(metrics))
+    return metrics
+
+
+def _run_summary(record: dict) -> dict[str, Any]:
+    config = record["config"]
+    return {
+        "model": config["model"],
+        "feature": record.get("resolved", {}).get("feature"),
+        "seq_len": config.get("seq_len"),
+        "seed": config.get("seed"),
+        "split": record.get("split", {}).get("id"),
+    }
+
+
+def headline(metrics: dict) -> str:
+    """One line for the log: the numbers the papers report."""
+    if metrics["task"] == "classification":
+        return f"accuracy {metrics['accuracy']:.3f}, macro F1 {metrics['macro_avg']['f1']:.3f}"
+    parts = []
+    for name in TARGET_NAMES:
+        rmse_song = metrics[name]["rmse"]["song_mean"]
+        r_song = metrics[name]["pearson_r"]["song_mean"]
+        r_text = "n/a" if r_song is None else f"{r_song:.3f}"
+        parts.append(f"{name} RMSE {rmse_song:.3f} r {r_text}")
+    return "; ".join(parts) + " (per song)"
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities become None: JSON has no NaN, and readers choke on it."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float | np.floating) and not math.isfinite(value):
+        return None
+    return value

@@ -1,0 +1,129 @@
+"""The feature registry: one :class:`FeatureSpec` per feature name, and the functions over it.
+
+A new feature is one module with a compute function, its column names and a parameter check,
+plus one entry in :data:`FEATURES`. Importing this module is cheap (no librosa, no openSMILE):
+the Snakefile resolves parameters through it at parse time.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from merflow.errors import ConfigError
+from merflow.features import compare, logmel
+from merflow.features.clip import DecodedClip
+
+Params = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """What the feature stage needs to know about one feature.
+
+    ``kind`` is ``"windows"`` (one row per clip and 500 ms window; ``compute`` returns
+    ``(n_windows, n_columns)``) or ``"frames"`` (one fixed-size matrix per clip; ``compute``
+    returns ``(n_rows, n_frames)`` and ``valid_frames`` counts the frames taken from audio).
+    """
+
+    name: str
+    kind: Literal["windows", "frames"]
+    defaults: Mapping[str, Any]
+    compute: Callable[[DecodedClip, Params], np.ndarray]
+    columns: Callable[[Params], list[str]]
+    check: Callable[[Params], None]
+    valid_frames: Callable[[int, Params], int] | None = None
+    description: str = ""
+
+
+FEATURES: dict[str, FeatureSpec] = {
+    spec.name: spec
+    for spec in (
+        FeatureSpec(
+            name="logmel",
+            kind="frames",
+            defaults=logmel.LOGMEL_DEFAULTS,
+            compute=logmel.compute_logmel,
+            columns=logmel.band_names,
+            check=logmel.check_logmel,
+            valid_frames=logmel.valid_logmel_frames,
+            description="log-mel spectrogram, fixed number of frames (Velankar)",
+        ),
+        FeatureSpec(
+            name="logmel_500ms",
+            kind="windows",
+            defaults=logmel.LOGMEL_500MS_DEFAULTS,
+            compute=logmel.compute_logmel_500ms,
+            columns=logmel.logmel_500ms_columns,
+            check=logmel.check_logmel_500ms,
+            description="log mel-band energies pooled over 500 ms windows (Malik, raw features)",
+        ),
+        FeatureSpec(
+            name="compare_500ms",
+            kind="windows",
+            defaults=compare.COMPARE_DEFAULTS,
+            compute=compare.compute_compare_500ms,
+            columns=compare.compare_500ms_columns,
+            check=compare.check_compare_500ms,
+            description="ComParE 2016 LLDs + deltas, mean and std per 500 ms (MediaEval baseline)",
+        ),
+    )
+}
+
+
+def spec(name: str) -> FeatureSpec:
+    """The spec of feature ``name``; a :class:`ConfigError` listing the known ones otherwise."""
+    try:
+        return FEATURES[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown feature '{name}'; merflow computes: {', '.join(FEATURES)}"
+        ) from None
+
+
+def default_params(name: str) -> Params:
+    """A fresh copy of the feature's default parameters."""
+    return copy.deepcopy(dict(spec(name).defaults))
+
+
+def resolve_params(name: str, overrides: Mapping[str, Any] | None = None) -> Params:
+    """Defaults updated by ``overrides``, checked: unknown keys and bad values raise ConfigError."""
+    feature = spec(name)
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(feature.defaults))
+    if unknown:
+        raise ConfigError(
+            f"config error: features.{name} has unknown key(s) {', '.join(unknown)}; "
+            f"allowed: {', '.join(sorted(feature.defaults))}"
+        )
+    params = default_params(name)
+    params.update(overrides)
+    try:  # as stored in the table metadata and passed by Snakemake: JSON (tuples become lists)
+        params = json.loads(json.dumps(params))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"config error: features.{name}: a value is not plain data ({exc})"
+        ) from None
+    feature.check(params)
+    return params
+
+
+def columns(name: str, params: Mapping[str, Any]) -> list[str]:
+    """Column names of the feature (frame-level: the names of the matrix rows)."""
+    return spec(name).columns(dict(params))
+
+
+def compute_clip(name: str, signal: np.ndarray, params: Mapping[str, Any]) -> np.ndarray:
+    """Compute one feature of one mono signal sampled at ``params['sample_rate']``.
+
+    Windowed features return ``(n_windows, n_columns)``; frame-level ones ``(n_mels, n_frames)``.
+    ``params`` may be partial: missing keys take their defaults.
+    """
+    params = resolve_params(name, params)
+    clip = DecodedClip(np.asarray(signal, dtype=np.float32), params["sample_rate"])
+    return spec(name).compute(clip, params)

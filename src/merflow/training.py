@@ -1,0 +1,663 @@
+"""Training one run: a model (network or baseline) on one feature table, split and seed.
+
+A run directory holds everything that reproduces and uses the run::
+
+    run.json            provenance: resolved config, seed, split id + sha256, versions, git
+                        revision, device, parameter count, wall time, result summary
+    norm.npz            z-score statistics of the training split (mean, std, axis, feature_names)
+    history.csv         one row per epoch: epoch, train_loss, val_loss, train_metric,
+                        val_metric, seconds
+    best.pt             networks: weights of the epoch with the lowest validation loss, and the
+                        arguments that rebuild the model
+    last.pt             networks: everything needed to resume after the last finished epoch
+    baseline.npz        baselines: their fitted weights (see :mod:`merflow.baselines`)
+    quarantine.parquet  clips of the split that could not be used, and why (maybe empty)
+
+Losses and metrics (the columns of ``history.csv``): regression trains on the RMSE of the paper
+(the mean over arousal and valence of each dimension's RMSE) plus ``model.penalty()``; its metric
+is the same RMSE without the penalty. Classification trains on cross-entropy (+ penalty); its
+metric is accuracy. Training columns average the epoch's batches (in training mode, as Keras
+reports them); validation columns score whole songs stitched from ``seq_len`` chunks, exactly as
+evaluation does, without the penalty. Early stopping watches the validation loss; without a
+validation part every epoch counts as the best.
+
+Determinism and resuming: every source of randomness in epoch ``e`` (batch order, random chunk
+offsets, dropout) is reseeded from ``(seed, e)`` at the start of the epoch. An epoch is thus a
+pure function of the weights and optimizer state it starts from, and a run that is killed and
+started again resumes from ``last.pt`` and ends with the very numbers of an uninterrupted run (on
+the CPU; CUDA kernels are deterministic only as far as ``torch.use_deterministic_algorithms``
+reaches). For the same reason ``last.pt`` stores no RNG states: there are none to carry over.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F  # noqa: N812 (the torch convention)
+from torch import nn
+
+from merflow import baselines, models
+from merflow.data import (
+    FrameClips,
+    WindowedClips,
+    ZScore,
+    chunk_starts,
+    load_frames,
+    load_windowed,
+    make_sequences,
+    read_split,
+    stitch_song_predictions,
+)
+from merflow.errors import ConfigError, DatasetError
+from merflow.io import atomic_path, read_json, read_metadata, write_json, write_table
+from merflow.provenance import run_record
+
+log = logging.getLogger(__name__)
+
+NORM_FILE = "norm.npz"
+HISTORY_FILE = "history.csv"
+BEST_FILE = "best.pt"
+LAST_FILE = "last.pt"
+RUN_FILE = "run.json"
+QUARANTINE_FILE = "quarantine.parquet"
+HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "train_metric", "val_metric", "seconds")
+# Prediction keeps no activations for backward, so batches this many times the training batch fit
+# in the memory that training needed.
+PREDICTION_BATCH_FACTOR = 4
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on. ``seq_len=None`` trains on whole songs."""
+
+    model: str
+    features_path: str
+    clips_path: str
+    split_path: str
+    targets_path: str | None = None
+    model_options: dict = field(default_factory=dict)
+    seq_len: int | None = None
+    hop: int | None = None  # windows between training chunk starts (default seq_len)
+    random_offset: bool = False  # shift each song's chunk grid randomly every epoch
+    seed: int = 0
+    epochs: int = 50
+    batch_size: int = 32
+    lr: float = 1e-3
+    patience: int = 10
+    use_gpu: bool = True
+    threads: int | None = None
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown training setting(s) {unknown}; allowed: {sorted(known)}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            k: os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in asdict(self).items()
+        }
+
+    def resume_key(self) -> dict[str, Any]:
+        """The settings a checkpoint must share to be resumed: all but the stopping rule,
+        the device and the thread count, which do not change what an epoch computes on the CPU."""
+        ignored = {"epochs", "patience", "use_gpu", "threads"}
+        return {k: v for k, v in self.to_dict().items() if k not in ignored}
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    task: str  # "regression" | "classification"
+    input: str  # "windows" | "frames"
+    is_baseline: bool
+
+
+def model_kind(name: str) -> ModelKind:
+    """Task and input kind of a network or baseline, by name."""
+    if name in baselines.BASELINES:
+        cls = baselines.BASELINES[name]
+        return ModelKind(cls.task, cls.input, True)
+    spec = models.get_spec(name)
+    return ModelKind(spec.task, spec.input, False)
+
+
+# --- devices and seeds ---------------------------------------------------------------------------
+
+
+def select_device(gpu_requested: int | bool) -> torch.device:
+    """CUDA when a GPU is requested (the job's ``resources.gpu``) and present; else the CPU."""
+    if gpu_requested and torch.cuda.is_available():
+        device = torch.device("cuda")
+        log.info("device: %s (%s)", device, torch.cuda.get_device_name(device))
+    elif gpu_requested:
+        device = torch.device("cpu")
+        log.warning("device: cpu (a GPU was requested but torch sees no CUDA device)")
+    else:
+        device = torch.device("cpu")
+        log.info("device: cpu (no GPU requested)")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch, and ask torch for deterministic kernels."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 (for libraries that use the global state)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A seed for epoch ``epoch`` of run ``seed``: independent streams, no carried state."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+# --- the data of a run ---------------------------------------------------------------------------
+
+
+@dataclass
+class RunData:
+    """The normalized training and validation parts of a run, and what had to be left out."""
+
+    kind: ModelKind
+    feature: str
+    train: WindowedClips | FrameClips
+    val: WindowedClips | FrameClips
+    zscore: ZScore
+    feature_names: list[str]
+    problems: list[dict]
+
+
+def load_part(
+    kind: ModelKind, config: TrainConfig, clip_ids: Sequence[str]
+) -> tuple[WindowedClips | FrameClips, list[dict]]:
+    """The clips ``clip_ids`` of the run's feature table, with targets or labels."""
+    if kind.input == "windows":
+        if kind.task == "regression" and not config.targets_path:
+            raise ConfigError(f"model {config.model} learns arousal/valence: give targets_path")
+        return load_windowed(config.features_path, clip_ids, config.targets_path)
+    return load_frames(config.features_path, config.clips_path, clip_ids)
+
+
+def prepare_data(config: TrainConfig) -> RunData:
+    """Read the train and val parts, fit z-scores on train, normalize both."""
+    kind = model_kind(config.model)
+    parts = read_split(config.split_path)
+    if not parts["train"]:
+        raise DatasetError(f"{config.split_path}: the split has no training clips")
+    train, problems = load_part(kind, config, parts["train"])
+    val, val_problems = load_part(kind, config, parts["val"])
+    if not train.clip_ids:
+        raise DatasetError(
+            f"none of the {len(parts['train'])} training clips of {config.split_path} could be "
+            f"used with {config.features_path}; see the problems logged above"
+        )
+    if kind.input == "windows":
+        zscore, names = ZScore.fit_windows(train), train.feature_names
+    else:
+        zscore, names = ZScore.fit_frames(train), []
+    meta = read_metadata(config.features_path)
+    return RunData(
+        kind=kind,
+        feature=meta.get("feature") or Path(config.features_path).stem,
+        train=train.normalized(zscore),
+        val=val.normalized(zscore),
+        zscore=zscore,
+        feature_names=names,
+        problems=[{**p, "split": "train"} for p in problems]
+        + [{**p, "split": "val"} for p in val_problems],
+    )
+
+
+def write_problems(path: Path, problems: list[dict], stage: str) -> None:
+    """Log each unusable clip and write them in the quarantine layout (docs/tables.md)."""
+    rows = []
+    for p in problems:
+        note = "" if not p.get("kept") else " (clip kept)"
+        split = f"[{p['split']}] " if "split" in p else ""
+        log.warning("clip %s: %s%s%s", p["clip_id"], split, p["reason"], note)
+        rows.append(
+            {"clip_id": p["clip_id"], "path": None, "stage": stage, "reason": split + p["reason"]}
+        )
+    frame = pd.DataFrame(rows, columns=["clip_id", "path", "stage", "reason"]).astype("string")
+    write_table(frame, path)
+
+
+# --- losses and scores ---------------------------------------------------------------------------
+
+
+def rmse_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over output dimensions of each dimension's RMSE over the unmasked windows.
+
+    Malik et al. train each branch (arousal, valence) on its own RMSE; their sum, halved, is this.
+    """
+    weight = mask.unsqueeze(-1).to(pred.dtype)
+    mse = ((pred - target) ** 2 * weight).sum((0, 1)) / weight.sum((0, 1)).clamp_min(1.0)
+    return torch.sqrt(mse + 1e-12).mean()
+
+
+def regression_scores(
+    predictions: Sequence[np.ndarray], targets: Sequence[np.ndarray]
+) -> tuple[float, float]:
+    """(loss, metric) on whole songs: both the RMSE pooled over windows, averaged over dims."""
+    pred, true = np.concatenate(predictions), np.concatenate(targets)
+    rmse = float(np.sqrt(((pred - true) ** 2).mean(0)).mean())
+    return rmse, rmse
+
+
+def classification_scores(probabilities: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """(cross-entropy, accuracy) of class probabilities against label indices."""
+    picked = probabilities[np.arange(len(labels)), labels]
+    loss = float(-np.log(np.clip(picked, 1e-12, None)).mean())
+    return loss, float((probabilities.argmax(1) == labels).mean())
+
+
+def score(predictor, data: WindowedClips | FrameClips) -> tuple[float, float]:
+    """(loss, metric) of any predictor (network or baseline) on a normalized data part."""
+    if not data.clip_ids:
+        return math.nan, math.nan
+    if isinstance(data, WindowedClips):
+        return regression_scores(predictor.predict_windows(data.features), data.targets)
+    return classification_scores(
+        predictor.predict_proba(data.features, data.n_valid_frames), data.labels
+    )
+
+
+# --- networks: prediction --------------------------------------------------------------------
+
+
+class NetworkPredictor:
+    """A trained network behind the predictor interface that baselines share.
+
+    ``predict_windows`` cuts each song into ``seq_len`` chunks (:func:`chunk_starts`), runs them
+    in batches of equal length and stitches the outputs back (every window predicted once);
+    ``predict_proba`` returns class probabilities of whole clips.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        device: torch.device,
+        seq_len: int | None = None,
+        batch_size: int = 32 * PREDICTION_BATCH_FACTOR,
+    ):
+        self.model, self.device, self.seq_len = model, device, seq_len
+        self.batch_size = batch_size
+
+    @torch.no_grad()
+    def predict_windows(self, features: Sequence[np.ndarray]) -> list[np.ndarray]:
+        self.model.eval()
+        plans = [chunk_starts(len(x), self.seq_len or len(x)) for x in features]
+        chunks = [
+            (song, start, min(self.seq_len or len(x), len(x)))
+            for song, (x, starts) in enumerate(zip(features, plans, strict=True))
+            for start in starts
+        ]
+        outputs: dict[tuple[int, int], np.ndarray] = {}
+        for length in sorted({c[2] for c in chunks}):
+            same = [c for c in chunks if c[2] == length]
+            for i in range(0, len(same), self.batch_size):
+                batch = same[i : i + self.batch_size]
+                x = np.stack([features[s][start : start + length] for s, start, _ in batch])
+                y = self.model(torch.from_numpy(x).to(self.device)).float().cpu().numpy()
+                outputs.update({(s, start): y[j] for j, (s, start, _) in enumerate(batch)})
+        return [
+            stitch_song_predictions(len(x), starts, [outputs[(song, s)] for s in starts])
+            for song, (x, starts) in enumerate(zip(features, plans, strict=True))
+        ]
+
+    @torch.no_grad()
+    def predict_proba(self, features: np.ndarray, n_valid_frames: np.ndarray) -> np.ndarray:
+        self.model.eval()
+        batches = []
+        for start in range(0, len(features), self.batch_size):
+            x = torch.from_numpy(features[start : start + self.batch_size]).to(self.device)
+            batches.append(torch.softmax(self.model(x).float(), dim=1).cpu().numpy())
+        return np.concatenate(batches)
+
+
+def load_predictor(run_dir: str | os.PathLike, device: torch.device | None = None):
+    """The trained predictor of a finished run (network from ``best.pt``, or baseline)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / RUN_FILE).is_file():
+        raise DatasetError(f"{run_dir}: no {RUN_FILE}; the run has not finished training")
+    config = TrainConfig.from_dict(read_json(run_dir / RUN_FILE)["config"])
+    if model_kind(config.model).is_baseline:
+        return baselines.load(run_dir / baselines.WEIGHTS_FILE)
+    device = device or torch.device("cpu")
+    checkpoint = torch.load(run_dir / BEST_FILE, map_location=device, weights_only=True)
+    model = _build(checkpoint["build"]).to(device)
+    model.load_state_dict(checkpoint["model"])
+    return _predictor(model, device, config)
+
+
+def _predictor(model: nn.Module, device: torch.device, config: TrainConfig) -> NetworkPredictor:
+    return NetworkPredictor(
+        model, device, config.seq_len, config.batch_size * PREDICTION_BATCH_FACTOR
+    )
+
+
+def _build(build_args: dict) -> nn.Module:
+    args = dict(build_args)
+    return models.build_model(args.pop("name"), **args.pop("options"), **args)
+
+
+# --- networks: training --------------------------------------------------------------------------
+
+
+@dataclass
+class Progress:
+    """What survives between epochs (and runs): stored in ``last.pt``."""
+
+    epoch: int = 0
+    history: list[dict] = field(default_factory=list)
+    best_loss: float = math.inf
+    best_epoch: int = 0
+    epochs_since_best: int = 0
+    stopped_early: bool = False
+
+
+def train(
+    run_dir: str | os.PathLike,
+    config: TrainConfig,
+    *,
+    on_epoch_end: Callable[[int, dict], None] | None = None,
+) -> dict[str, Any]:
+    """Train ``config.model`` into ``run_dir`` (resuming from ``last.pt`` if there) and return
+    a summary: best epoch and scores, epochs run, whether early stopping ended it, device.
+
+    ``on_epoch_end(epoch, history_row)`` is called after each epoch's checkpoint is written.
+    """
+    started = time.perf_counter()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    seed_everything(config.seed)
+    data = prepare_data(config)
+    write_problems(run_dir / QUARANTINE_FILE, data.problems, stage="train")
+    data.zscore.save(run_dir / NORM_FILE, data.feature_names)
+    if data.kind.is_baseline:
+        device, options = torch.device("cpu"), dict(config.model_options)
+        result, n_parameters = _fit_baseline(run_dir, config, data)
+    else:
+        device = select_device(config.use_gpu)
+        options = resolved_options(config.model, data.feature, config.model_options)
+        result, n_parameters = _fit_network(run_dir, config, data, options, device, on_epoch_end)
+    record = run_record(
+        config.to_dict(),
+        resolved={"task": data.kind.task, "feature": data.feature, "model_options": options},
+        split_path=config.split_path,
+        device=str(device),
+        n_parameters=n_parameters,
+        wall_time_s=time.perf_counter() - started,
+        result=result,
+    )
+    write_json(record, run_dir / RUN_FILE)
+    return result
+
+
+def resolved_options(model: str, feature: str, user_options: dict) -> dict:
+    """The model's defaults, under the paper's per-feature settings, under the user's options."""
+    spec = models.get_spec(model)
+    return {**spec.defaults, **models.feature_options(model, feature), **user_options}
+
+
+def _fit_baseline(run_dir: Path, config: TrainConfig, data: RunData) -> tuple[dict, int]:
+    started = time.perf_counter()
+    fitted = baselines.fit(config.model, data.train, config.model_options, seed=config.seed)
+    fitted.save(run_dir / baselines.WEIGHTS_FILE)
+    train_loss, train_metric = score(fitted, data.train)
+    val_loss, val_metric = score(fitted, data.val)
+    row = _history_row(1, train_loss, val_loss, train_metric, val_metric, started)
+    _write_history(run_dir / HISTORY_FILE, [row])
+    log.info("%s fitted: %s", config.model, _describe(row))
+    result = {
+        "best_epoch": 1,
+        "best_val_loss": _finite(val_loss),
+        "best_val_metric": _finite(val_metric),
+        "epochs_run": 1,
+        "stopped_early": False,
+        "epoch_seconds_total": row["seconds"],
+    }
+    return result, fitted.n_parameters
+
+
+def _fit_network(
+    run_dir: Path,
+    config: TrainConfig,
+    data: RunData,
+    options: dict,
+    device: torch.device,
+    on_epoch_end: Callable[[int, dict], None] | None,
+) -> tuple[dict, int]:
+    build_args = _build_args(config.model, data, options)
+    torch.manual_seed(config.seed)
+    model = _build(build_args).to(device)
+    n_parameters = models.count_parameters(model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    use_amp = device.type == "cuda"
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
+    progress = _resume(run_dir / LAST_FILE, config, model, optimizer, scaler, device)
+    log.info(
+        "%s: %d parameters, %d train / %d val clips, %s, from epoch %d",
+        config.model,
+        n_parameters,
+        len(data.train.clip_ids),
+        len(data.val.clip_ids),
+        device,
+        progress.epoch + 1,
+    )
+    if not data.val.clip_ids:
+        log.warning("no validation clips: no early stopping; the last epoch is kept as best")
+    predictor = _predictor(model, device, config)
+    fixed_tensors = None if config.random_offset else _training_tensors(data.train, config, None)
+    while progress.epoch < config.epochs and not progress.stopped_early:
+        epoch = progress.epoch + 1
+        started = time.perf_counter()
+        torch.manual_seed(epoch_seed(config.seed, epoch))  # dropout of this epoch
+        if fixed_tensors is not None:
+            tensors = fixed_tensors
+        else:  # a new random chunk grid every epoch
+            rng = np.random.default_rng(epoch_seed(config.seed, epoch))
+            tensors = _training_tensors(data.train, config, rng)
+        train_loss, train_metric = _train_epoch(
+            model, optimizer, scaler, tensors, data.kind.task, config, epoch, device, use_amp
+        )
+        val_loss, val_metric = score(predictor, data.val)
+        row = _history_row(epoch, train_loss, val_loss, train_metric, val_metric, started)
+        _advance(progress, row, config.patience)
+        if progress.best_epoch == epoch:
+            _save_atomic(
+                {"model": model.state_dict(), "build": build_args, "epoch": epoch},
+                run_dir / BEST_FILE,
+            )
+        _save_atomic(_checkpoint(config, model, optimizer, scaler, progress), run_dir / LAST_FILE)
+        _write_history(run_dir / HISTORY_FILE, progress.history)
+        log.info(
+            "epoch %d/%d %s%s",
+            epoch,
+            config.epochs,
+            _describe(row),
+            " *" if progress.best_epoch == epoch else "",
+        )
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, row)
+    if progress.stopped_early:
+        log.info("early stopping: no better validation loss for %d epochs", config.patience)
+    best = progress.history[progress.best_epoch - 1] if progress.best_epoch else {}
+    result = {
+        "best_epoch": progress.best_epoch,
+        "best_val_loss": _finite(best.get("val_loss")),
+        "best_val_metric": _finite(best.get("val_metric")),
+        "epochs_run": progress.epoch,
+        "stopped_early": progress.stopped_early,
+        "epoch_seconds_total": round(sum(row["seconds"] for row in progress.history), 3),
+    }
+    return result, n_parameters
+
+
+def _build_args(name: str, data: RunData, options: dict) -> dict:
+    if isinstance(data.train, WindowedClips):
+        return {
+            "name": name,
+            "n_features": data.train.n_features,
+            "n_outputs": data.train.targets[0].shape[1],
+            "options": options,
+        }
+    n_mels, n_frames = data.train.features.shape[1:]
+    return {
+        "name": name,
+        "n_features": int(n_mels),
+        "n_outputs": len(data.train.classes),
+        "n_frames": int(n_frames),
+        "options": options,
+    }
+
+
+def _training_tensors(
+    train: WindowedClips | FrameClips, config: TrainConfig, rng: np.random.Generator | None
+) -> tuple[torch.Tensor, ...]:
+    """(inputs, targets[, mask]) of the whole training part as CPU tensors."""
+    if isinstance(train, FrameClips):
+        return torch.from_numpy(train.features), torch.from_numpy(train.labels)
+    x, y, mask = make_sequences(
+        train.features, train.targets, config.seq_len, hop=config.hop, rng=rng
+    )
+    return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(mask)
+
+
+def _train_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    tensors: tuple[torch.Tensor, ...],
+    task: str,
+    config: TrainConfig,
+    epoch: int,
+    device: torch.device,
+    use_amp: bool,
+) -> tuple[float, float]:
+    """One pass over the training tensors in a seeded order; mean loss and metric per item."""
+    model.train()
+    order = torch.randperm(
+        len(tensors[0]), generator=torch.Generator().manual_seed(epoch_seed(config.seed, epoch))
+    )
+    on_cuda = device.type == "cuda"
+    total_loss = total_metric = 0.0
+    for start in range(0, len(order), config.batch_size):
+        index = order[start : start + config.batch_size]
+        batch = [t[index] for t in tensors]
+        if on_cuda:
+            batch = [t.pin_memory().to(device, non_blocking=True) for t in batch]
+        with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+            output = model(batch[0])
+        data_loss, metric = _batch_loss(output.float(), batch[1:], task)
+        loss = data_loss + model.penalty().float()
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        total_loss += loss.item() * len(index)
+        total_metric += metric * len(index)
+    return total_loss / len(order), total_metric / len(order)
+
+
+def _batch_loss(
+    output: torch.Tensor, truth: Sequence[torch.Tensor], task: str
+) -> tuple[torch.Tensor, float]:
+    if task == "regression":
+        loss = rmse_loss(output, truth[0], truth[1])
+        return loss, loss.item()
+    loss = F.cross_entropy(output, truth[0])
+    return loss, (output.argmax(1) == truth[0]).float().mean().item()
+
+
+def _advance(progress: Progress, row: dict, patience: int) -> None:
+    """Record an epoch; track the best validation loss and decide on early stopping."""
+    progress.epoch = row["epoch"]
+    progress.history.append(row)
+    val_loss = row["val_loss"]
+    without_validation = math.isnan(val_loss)
+    if without_validation or val_loss < progress.best_loss:
+        progress.best_epoch, progress.epochs_since_best = row["epoch"], 0
+        if not without_validation:
+            progress.best_loss = val_loss
+    else:
+        progress.epochs_since_best += 1
+        progress.stopped_early = progress.epochs_since_best >= patience
+
+
+def _history_row(epoch, train_loss, val_loss, train_metric, val_metric, started) -> dict:
+    return {
+        "epoch": int(epoch),
+        "train_loss": float(train_loss),
+        "val_loss": float(val_loss),
+        "train_metric": float(train_metric),
+        "val_metric": float(val_metric),
+        "seconds": round(time.perf_counter() - started, 4),
+    }
+
+
+def _describe(row: dict) -> str:
+    return (
+        " ".join(f"{k}={row[k]:.4f}" for k in HISTORY_COLUMNS[1:-1]) + f" ({row['seconds']:.1f} s)"
+    )
+
+
+def _write_history(path: Path, rows: list[dict]) -> None:
+    with atomic_path(path) as tmp:
+        pd.DataFrame(rows, columns=list(HISTORY_COLUMNS)).to_csv(tmp, index=False)
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+# --- checkpoints ---------------------------------------------------------------------------------
+
+
+def _save_atomic(obj: dict, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def _checkpoint(config, model, optimizer, scaler, progress: Progress) -> dict:
+    return {
+        "resume_key": config.resume_key(),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict(),
+        "progress": asdict(progress),
+    }
+
+
+def _resume(path: Path, config, model, optimizer, scaler, device) -> Progress:
+    """Load ``last.pt`` when it belongs to this configuration; a fresh start otherwise."""
+    if not path.is_file():
+        return Progress()
+    checkpoint = torch.load(path, map_location=device, weights_only=True)
+    if checkpoint.get("resume_key") != config.resume_key():
+        log.warning("%s was written with other settings; starting afresh", path)
+        return Progress()
+    model.load_state_dict(checkpoint["model"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    scaler.load_state_dict(checkpoint["scaler"])
+    progress = Progress(**checkpoint["progress"])
+    if progress.stopped_early and config.patience > progress.epochs_since_best:
+        progress.stopped_early = False  # a larger patience lets the run go on
+    log.info("resuming %s after epoch %d", path.parent, progress.epoch)
+    return progress
