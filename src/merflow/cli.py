@@ -112,6 +112,72 @@ def cmd_splits(args: argparse.Namespace) -> None:
     log.info("%s\n%s", args.split_id, splits.describe(split, clips))
 
 
+# --- models ----------------------------------------------------------------------------------
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from merflow.training import TrainConfig, train
+
+    config = TrainConfig.from_dict(
+        {
+            **args.train,
+            "model": args.model,
+            "features_path": str(args.features),
+            "clips_path": str(args.clips),
+            "split_path": str(args.split),
+            "targets_path": str(args.targets) if args.targets else None,
+            "model_options": args.model_options,
+            "seq_len": None if args.seq_len == "full" else int(args.seq_len),
+            "seed": args.seed,
+            "use_gpu": args.gpu > 0,
+            "threads": args.threads,
+        }
+    )
+    summary = train(args.run_dir, config)
+    log.info("done: %s", summary)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from merflow.evaluation import evaluate
+
+    paths = {
+        "features_path": args.features,
+        "clips_path": args.clips,
+        "split_path": args.split,
+        "targets_path": args.targets,
+    }
+    for part in args.parts:
+        metrics = evaluate(args.run_dir, part=part, **paths)
+        log.info("%s part: %s", part, _headline(metrics))
+
+
+def _headline(metrics: dict) -> str:
+    if metrics.get("task") == "classification":
+        return f"accuracy {metrics['accuracy']:.3f}"
+    return "RMSE " + ", ".join(
+        f"{d} {metrics[d]['rmse']['song_mean']:.3f}" for d in ("arousal", "valence", "average")
+    )
+
+
+# --- reports ---------------------------------------------------------------------------------
+
+
+def cmd_aggregate(args: argparse.Namespace) -> None:
+    from merflow.reporting import aggregate
+
+    written = aggregate(
+        args.experiment, args.spec, args.metrics, args.out, args.dataset, args.quarantine
+    )
+    log.info("wrote %d files into %s", len(written), args.out)
+
+
+def cmd_report_index(args: argparse.Namespace) -> None:
+    from merflow.reporting import report_index
+
+    out = report_index(args.indexes, args.out)
+    print(f"merflow: tables and figures are indexed in {out}")
+
+
 # --- the parser ------------------------------------------------------------------------------
 
 
@@ -162,6 +228,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split-id", required=True, help="which split to write, e.g. holdout-s0")
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=cmd_splits)
+
+    p = sub.add_parser("train", help="train one model (or fit one baseline) into a run folder")
+    p.add_argument("--run-dir", type=Path, required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--features", type=Path, required=True)
+    p.add_argument("--clips", type=Path, required=True)
+    p.add_argument("--targets", type=Path)
+    p.add_argument("--split", type=Path, required=True)
+    p.add_argument("--seq-len", default="full", help="windows per sequence, or 'full'")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model-options", type=_json_arg, default={})
+    p.add_argument("--train", type=_json_arg, default={}, help="epochs, patience, batch_size, lr")
+    p.add_argument("--gpu", type=int, default=1, help="0 forces the CPU")
+    p.add_argument("--threads", type=int)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="predict and score a trained run")
+    p.add_argument("--run-dir", type=Path, required=True)
+    p.add_argument("--features", type=Path)
+    p.add_argument("--clips", type=Path)
+    p.add_argument("--targets", type=Path)
+    p.add_argument("--split", type=Path)
+    parts = ["test", "train", "val"]
+    p.add_argument("--parts", nargs="+", default=["test", "train"], choices=parts)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("aggregate", help="one experiment's runs into paper-style tables")
+    p.add_argument("--experiment", required=True)
+    p.add_argument("--spec", type=_json_arg, required=True, help="the experiment's config entry")
+    p.add_argument("--dataset", type=_json_arg, required=True, help="the dataset's spec")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--metrics", type=Path, nargs="+", required=True)
+    p.add_argument("--quarantine", type=Path, nargs="*", default=[])
+    p.set_defaults(func=cmd_aggregate)
+
+    p = sub.add_parser("report-index", help="the page that links every experiment's report")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("indexes", type=Path, nargs="+")
+    p.set_defaults(func=cmd_report_index)
 
     return parser
 

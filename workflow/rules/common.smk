@@ -1,6 +1,7 @@
 # Everything that is not a rule: config validation, wildcard constraints, and the small
 # functions that turn the config into targets and parameters. Logic lives in merflow.config.
 import json
+import os
 
 from snakemake.exceptions import WorkflowError
 
@@ -17,6 +18,8 @@ except ConfigError as exc:
 R = config["results_dir"]
 N_SHARDS = config["features"]["shards"]
 ENV = "../../envs/merflow.yaml"
+BASELINE_MODELS = mfconfig.BASELINE_MODELS
+NEURAL_MODELS = tuple(m for m in mfconfig.MODEL_KINDS if m not in BASELINE_MODELS)
 
 
 wildcard_constraints:
@@ -26,6 +29,8 @@ wildcard_constraints:
     shard=r"\d+",
     seed=r"\d+",
     split=r"[A-Za-z0-9_\-]+",
+    seq_len=rf"\d+|{mfconfig.NO_SEQ_LEN}",
+    model="|".join(mfconfig.MODEL_KINDS),
 
 
 def as_json(obj):
@@ -37,7 +42,14 @@ def dataset_spec_json(wildcards):
     return as_json(mfconfig.dataset_spec(config, wildcards.dataset))
 
 
-SYNTH_DEFAULTS = {"n_clips": 60, "duration_s": 30.0, "n_classes": 3, "clips_per_song": 1, "seed": 0}
+SYNTH_DEFAULTS = {
+    "n_clips": 60,
+    "duration_s": 30.0,
+    "n_classes": 3,
+    "clips_per_song": 1,
+    "seed": 0,
+    "sample_rate": 22050,
+}
 
 
 def synth_spec(wildcards):
@@ -84,18 +96,54 @@ def split_settings_json(wildcards):
     return as_json(mfconfig.split_settings(config["experiments"][wildcards.experiment]))
 
 
-def used_features():
-    """(dataset, feature) pairs that some experiment trains on."""
-    pairs = set()
-    for exp in config["experiments"].values():
-        pairs.update((exp["dataset"], f) for f in exp["features"])
-    return sorted(pairs)
-
-
 def all_targets():
-    targets = [f"{R}/{d}/features/{f}.parquet" for d, f in used_features()]
-    for name, exp in config["experiments"].items():
-        targets += [
-            f"{R}/{exp['dataset']}/splits/{name}/{s}.parquet" for s in experiment_split_ids(name)
-        ]
-    return targets
+    return [f"{R}/report/index.md"]
+
+
+def run_inputs(wildcards):
+    d = f"{R}/{wildcards.dataset}"
+    return {
+        "features": f"{d}/features/{wildcards.feature}.parquet",
+        "clips": f"{d}/clips.parquet",
+        "targets": f"{d}/targets.parquet",
+        "split": f"{d}/splits/{wildcards.experiment}/{wildcards.split}.parquet",
+    }
+
+
+def model_options_json(wildcards):
+    return as_json(mfconfig.model_options(config, wildcards.model))
+
+
+def train_settings_json(wildcards):
+    return as_json(mfconfig.train_settings(config, wildcards.experiment))
+
+
+def experiment_json(wildcards):
+    return as_json(config["experiments"][wildcards.experiment])
+
+
+def experiment_metrics(wildcards):
+    runs = mfconfig.experiment_runs(
+        config, wildcards.experiment, experiment_split_ids(wildcards.experiment)
+    )
+    return [f"{R}/{run.path}/metrics.json" for run in runs]
+
+
+def experiment_quarantine(wildcards):
+    exp = config["experiments"][wildcards.experiment]
+    d = f"{R}/{wildcards.dataset}"
+    return [f"{d}/quarantine.parquet"] + [
+        f"{d}/features/{f}.quarantine.parquet" for f in exp["features"]
+    ]
+
+
+def experiment_reports(wildcards):
+    return [
+        f"{R}/{exp['dataset']}/{name}/report/index.md"
+        for name, exp in config["experiments"].items()
+    ]
+
+
+def output_folder(wildcards, output):
+    """The folder of a rule's first output (derived, not hard-coded, for remote file systems)."""
+    return os.path.dirname(output[0])

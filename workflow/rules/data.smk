@@ -6,17 +6,18 @@ rule synthesize:
     output:
         clips=f"{R}/{{dataset}}/source/clips.csv",
         targets=f"{R}/{{dataset}}/source/targets.csv",
-    params:
-        spec=synth_spec,
-        out=f"{R}/{{dataset}}/source",
     log:
         f"{R}/logs/synthesize/{{dataset}}.log",
     conda:
         ENV
+    params:
+        spec=synth_spec,
+        out=output_folder,
     shell:
         "merflow synth --out {params.out:q} --n-clips {params.spec[n_clips]}"
         " --duration {params.spec[duration_s]} --n-classes {params.spec[n_classes]}"
         " --clips-per-song {params.spec[clips_per_song]} --seed {params.spec[seed]}"
+        " --sample-rate {params.spec[sample_rate]}"
         " > {log:q} 2>&1"
 
 
@@ -30,15 +31,15 @@ checkpoint index:
         targets=f"{R}/{{dataset}}/targets.parquet",
         quarantine=f"{R}/{{dataset}}/quarantine.parquet",
         shards=shard_lists(),
-    params:
-        spec=dataset_spec_json,
-        out=f"{R}/{{dataset}}",
-        shards=N_SHARDS,
-        on_bad_audio=config["on_bad_audio"],
     log:
         f"{R}/logs/index/{{dataset}}.log",
     conda:
         ENV
+    params:
+        spec=dataset_spec_json,
+        out=output_folder,
+        shards=N_SHARDS,
+        on_bad_audio=config["on_bad_audio"],
     shell:
         "merflow index --spec {params.spec:q} --out {params.out:q} --shards {params.shards}"
         " --on-bad-audio {params.on_bad_audio} > {log:q} 2>&1"

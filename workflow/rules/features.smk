@@ -9,18 +9,18 @@ rule extract_features:
     output:
         table=f"{R}/{{dataset}}/features/{{feature}}/shard-{{shard}}.parquet",
         quarantine=f"{R}/{{dataset}}/features/{{feature}}/shard-{{shard}}.quarantine.parquet",
-    params:
-        feature_params=feature_params_json,
-        on_bad_audio=config["on_bad_audio"],
     log:
         f"{R}/logs/features/{{dataset}}/{{feature}}/shard-{{shard}}.log",
     benchmark:
         f"{R}/benchmarks/features/{{dataset}}/{{feature}}/shard-{{shard}}.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,
-    conda:
-        ENV
+    params:
+        feature_params=feature_params_json,
+        on_bad_audio=config["on_bad_audio"],
     shell:
         "merflow features --clips {input.clips:q} --feature {wildcards.feature:q}"
         " --params {params.feature_params:q} --shard {wildcards.shard}"

@@ -8,12 +8,12 @@ rule make_split:
         targets=f"{R}/{{dataset}}/targets.parquet",
     output:
         f"{R}/{{dataset}}/splits/{{experiment}}/{{split}}.parquet",
-    params:
-        settings=split_settings_json,
     log:
         f"{R}/logs/splits/{{dataset}}/{{experiment}}/{{split}}.log",
     conda:
         ENV
+    params:
+        settings=split_settings_json,
     shell:
         "merflow splits --clips {input.clips:q} --targets {input.targets:q}"
         " --settings {params.settings:q} --split-id {wildcards.split:q} --out {output:q}"

@@ -1,0 +1,78 @@
+# Stage 4: training, one job per (dataset, experiment, feature, model, seq_len, split, seed).
+# Neural models ask for a GPU (`--resources gpu=1` serializes them on a workstation; Slurm gets
+# `--gpus=1`); with gpu=0 the same job runs on the CPU. Baselines are CPU fits.
+
+RUN = f"{R}/{{dataset}}/{{experiment}}/runs/{{feature}}/{{model}}/len{{seq_len}}/{{split}}/seed{{seed}}"
+
+
+rule train:
+    input:
+        unpack(run_inputs),
+    output:
+        history=f"{RUN}/history.csv",
+        run=f"{RUN}/run.json",
+    log:
+        f"{RUN}/train.log",
+    benchmark:
+        f"{RUN}/train.benchmark.tsv"
+    wildcard_constraints:
+        model="|".join(NEURAL_MODELS),
+    conda:
+        ENV
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=4000,
+    params:
+        model_options=model_options_json,
+        train=train_settings_json,
+        run_dir=output_folder,
+    shell:
+        "merflow train --run-dir {params.run_dir:q} --model {wildcards.model:q}"
+        " --features {input.features:q} --clips {input.clips:q} --targets {input.targets:q}"
+        " --split {input.split:q} --seq-len {wildcards.seq_len:q} --seed {wildcards.seed}"
+        " --model-options {params.model_options:q} --train {params.train:q}"
+        " --gpu {resources.gpu} --threads {threads} > {log:q} 2>&1"
+
+
+rule fit_baseline:
+    input:
+        unpack(run_inputs),
+    output:
+        history=f"{RUN}/history.csv",
+        run=f"{RUN}/run.json",
+    log:
+        f"{RUN}/train.log",
+    wildcard_constraints:
+        model="|".join(BASELINE_MODELS),
+    conda:
+        ENV
+    threads: 1
+    params:
+        run_dir=output_folder,
+    shell:
+        "merflow train --run-dir {params.run_dir:q} --model {wildcards.model:q}"
+        " --features {input.features:q} --clips {input.clips:q} --targets {input.targets:q}"
+        " --split {input.split:q} --seq-len {wildcards.seq_len:q} --seed {wildcards.seed}"
+        " --gpu 0 --threads {threads} > {log:q} 2>&1"
+
+
+rule evaluate:
+    input:
+        unpack(run_inputs),
+        run=f"{RUN}/run.json",
+    output:
+        predictions=f"{RUN}/predictions.parquet",
+        metrics=f"{RUN}/metrics.json",
+        train_metrics=f"{RUN}/metrics_train.json",
+    log:
+        f"{RUN}/evaluate.log",
+    conda:
+        ENV
+    threads: 1
+    params:
+        run_dir=output_folder,
+    shell:
+        "merflow evaluate --run-dir {params.run_dir:q}"
+        " --features {input.features:q} --clips {input.clips:q} --targets {input.targets:q}"
+        " --split {input.split:q} --parts test train > {log:q} 2>&1"
