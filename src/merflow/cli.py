@@ -86,6 +86,25 @@ def cmd_merge_features(args: argparse.Namespace) -> None:
     write_table(_quarantine_frame(pd.concat(frames, ignore_index=True)), args.quarantine)
 
 
+def cmd_provided_features(args: argparse.Namespace) -> None:
+    from merflow.datasets.deam import read_provided_features
+    from merflow.io import read_table, write_table
+
+    clips = read_table(args.clips, columns=["clip_id"])
+    table = read_provided_features(args.root, ids=list(clips["clip_id"]))
+    columns = [c for c in table.columns if c not in ("clip_id", "t")]
+    metadata = {
+        "feature": "deam_opensmile",
+        "params": {"source": "DEAM features/<song_id>.csv"},
+        "columns": columns,
+        "window_s": 0.5,  # MediaEval's annotation rate
+        "sample_rate": None,
+    }
+    write_table(table, args.out, metadata=metadata, row_group_size=50 * 90)
+    write_table(_quarantine_frame([]), args.quarantine)
+    log.info("DEAM's own features: %d windows of %d clips", len(table), len(clips))
+
+
 def _quarantine_frame(rows):
     import pandas as pd
 
@@ -220,6 +239,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shards", type=Path, nargs="+", required=True)
     p.add_argument("--quarantine-shards", type=Path, nargs="+", required=True)
     p.set_defaults(func=cmd_merge_features)
+
+    p = sub.add_parser("provided-features", help="DEAM's own openSMILE CSVs as a feature table")
+    p.add_argument("--clips", type=Path, required=True)
+    p.add_argument("--root", type=Path, required=True, help="the DEAM folder")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--quarantine", type=Path, required=True)
+    p.set_defaults(func=cmd_provided_features)
 
     p = sub.add_parser("splits", help="song-level, stratified train/val/test splits")
     p.add_argument("--clips", type=Path, required=True)

@@ -18,6 +18,7 @@ except ConfigError as exc:
 R = config["results_dir"]
 N_SHARDS = config["features"]["shards"]
 ENV = "../../envs/merflow.yaml"
+EXTRACTED_FEATURES = "|".join(mffeatures.FEATURES)
 BASELINE_MODELS = mfconfig.BASELINE_MODELS
 NEURAL_MODELS = tuple(m for m in mfconfig.MODEL_KINDS if m not in BASELINE_MODELS)
 
@@ -25,7 +26,7 @@ NEURAL_MODELS = tuple(m for m in mfconfig.MODEL_KINDS if m not in BASELINE_MODEL
 wildcard_constraints:
     dataset=r"[A-Za-z0-9_\-]+",
     experiment=r"[A-Za-z0-9_\-]+",
-    feature="|".join(mffeatures.FEATURES),
+    feature="|".join([*mffeatures.FEATURES, "deam_opensmile"]),
     shard=r"\d+",
     seed=r"\d+",
     split=r"[A-Za-z0-9_\-]+",
@@ -50,6 +51,10 @@ SYNTH_DEFAULTS = {
     "seed": 0,
     "sample_rate": 22050,
 }
+
+
+def dataset_root(wildcards):
+    return mfconfig.dataset_spec(config, wildcards.dataset)["root"]
 
 
 def synth_spec(wildcards):

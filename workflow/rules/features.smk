@@ -13,6 +13,8 @@ rule extract_features:
         f"{R}/logs/features/{{dataset}}/{{feature}}/shard-{{shard}}.log",
     benchmark:
         f"{R}/benchmarks/features/{{dataset}}/{{feature}}/shard-{{shard}}.tsv"
+    wildcard_constraints:
+        feature=EXTRACTED_FEATURES,
     conda:
         ENV
     threads: 1
@@ -37,8 +39,29 @@ rule merge_features:
         quarantine=f"{R}/{{dataset}}/features/{{feature}}.quarantine.parquet",
     log:
         f"{R}/logs/features/{{dataset}}/{{feature}}/merge.log",
+    wildcard_constraints:
+        feature=EXTRACTED_FEATURES,
     conda:
         ENV
     shell:
         "merflow merge-features --out {output.table:q} --quarantine {output.quarantine:q}"
         " --shards {input.tables:q} --quarantine-shards {input.quarantine:q} > {log:q} 2>&1"
+
+
+# DEAM ships the MediaEval baseline features it was annotated with; the Malik protocol can run on
+# exactly those (feature `deam_opensmile`, datasets with `adapter: deam`).
+rule provided_features:
+    input:
+        clips=f"{R}/{{dataset}}/clips.parquet",
+    output:
+        table=f"{R}/{{dataset}}/features/deam_opensmile.parquet",
+        quarantine=f"{R}/{{dataset}}/features/deam_opensmile.quarantine.parquet",
+    log:
+        f"{R}/logs/features/{{dataset}}/deam_opensmile.log",
+    conda:
+        ENV
+    params:
+        root=dataset_root,
+    shell:
+        "merflow provided-features --clips {input.clips:q} --root {params.root:q}"
+        " --out {output.table:q} --quarantine {output.quarantine:q} > {log:q} 2>&1"
