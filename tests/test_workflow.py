@@ -126,3 +126,35 @@ def test_a_wrong_config_stops_with_one_clear_message(tmp_path):
     assert out.returncode != 0
     expected = "'experiments.malik.models.0' is 'transformer'; allowed values"
     assert expected in out.stderr + out.stdout
+
+
+def test_the_workflow_on_real_4q_audio(tmp_path, shared_data):
+    config = {
+        "datasets": {
+            "q4": {
+                "adapter": "folder",
+                "root": str(shared_data / "4q-sample"),
+                "audio_dir": "audio",
+            }
+        },
+        "features": {"shards": 2, "logmel": {"n_frames": 160}},
+        "experiments": {
+            "velankar": {
+                "dataset": "q4",
+                "features": ["logmel"],
+                "models": ["velankar_crnn", "majority"],
+                "seeds": [0],
+                "split": {"method": "holdout", "test_fraction": 0.25, "val_fraction": 0.2},
+                "train": {"epochs": 1, "patience": 1, "batch_size": 8},
+            }
+        },
+    }
+    out = snakemake(tmp_path, config)
+    assert out.returncode == 0, out.stderr[-4000:]
+    clips = read_table(tmp_path / "results/q4/clips.parquet")
+    assert len(clips) == 48 and sorted(clips["label"].unique()) == ["Q1", "Q2", "Q3", "Q4"]
+    assert clips["sample_rate"].nunique() > 1  # mixed native rates, one configured rate below
+    frames = read_table(tmp_path / "results/q4/features/logmel.parquet")
+    assert len(frames) == 48 and frames["logmel"].map(len).eq(128 * 160).all()
+    run = tmp_path / "results/q4/velankar/runs/logmel/velankar_crnn/lenfull/holdout-s0/seed0"
+    assert read_json(run / "metrics.json")["classes"] == ["Q1", "Q2", "Q3", "Q4"]
