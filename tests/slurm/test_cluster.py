@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 HARNESS = Path(__file__).with_name("run_cluster_test.sh")
+REAL_WORKFLOW = Path(__file__).with_name("workflow.yaml")
 WANTED = bool(os.environ.get("CI")) or os.environ.get("MERFLOW_SLURM_TEST") == "1"
 
 
@@ -22,8 +23,10 @@ WANTED = bool(os.environ.get("CI")) or os.environ.get("MERFLOW_SLURM_TEST") == "
 def test_workflow_runs_through_slurm_profile() -> None:
     """Every job goes through Slurm, GPU jobs get a GPU (or run on CPU with the override), and
     the numbers equal a local run's; the harness's own checks decide, its log explains."""
+    env = {"MERFLOW_SLURM_WORKFLOW_CONFIG": str(REAL_WORKFLOW), **os.environ}
     result = subprocess.run(
         ["bash", str(HARNESS)],
+        env=env,
         capture_output=True,
         text=True,
         timeout=1800,
