@@ -267,7 +267,7 @@ main() {
     start_munge
 
     log "local reference run"
-    standin_run local "$WORK/local" || fail "local run failed: see $WORK/local.log"
+    standin_run local "$WORK/local" --cores 2 --resources gpu=1 || fail "local run failed: see $WORK/local.log"
 
     log "phase 1: a node with one GPU; training goes to the 'gpu' partition"
     write_config gpu 1
