@@ -158,3 +158,15 @@ def test_the_workflow_on_real_4q_audio(tmp_path, shared_data):
     assert len(frames) == 48 and frames["logmel"].map(len).eq(128 * 160).all()
     run = tmp_path / "results/q4/velankar/runs/logmel/velankar_crnn/lenfull/holdout-s0/seed0"
     assert read_json(run / "metrics.json")["classes"] == ["Q1", "Q2", "Q3", "Q4"]
+
+
+def test_a_preset_replaces_the_demo_config_rather_than_joining_it(tmp_path):
+    (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text())  # the demo
+    preset = tmp_path / "preset.yaml"
+    preset.write_text(yaml.safe_dump(TINY))
+    cmd = [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "-n"]
+    out = subprocess.run(
+        [*cmd, "--configfile", str(preset), "--cores", "1"], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert "dataset=tiny" in out.stdout and "dataset=synth" not in out.stdout
