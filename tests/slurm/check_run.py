@@ -59,11 +59,17 @@ def parse_snakemake_log(text: str) -> SnakemakeRun:
             rule = None
         elif m := SUBMITTED.match(line):
             job, slurm_id = m.groups()
-            members = pending_group if not job.isdigit() else [job]
+            # A plain job listed after a group header (Snakemake prints the whole batch before
+            # submitting) is submitted on its own; the group keeps its other members.
+            is_group = not job.isdigit()
+            members = pending_group if is_group else [job]
             for member in members:
                 run.slurm_id_of[member] = slurm_id
                 run.submitted_at[member] = number
-            in_group, pending_group = False, []
+            if is_group:
+                in_group, pending_group = False, []
+            elif job in pending_group:
+                pending_group.remove(job)
         elif m := FINISHED.match(line):
             run.finished_at[m.group(1)] = number
             run.rule_of.setdefault(m.group(1), m.group(2))
