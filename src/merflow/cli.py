@@ -56,6 +56,7 @@ def cmd_index(args: argparse.Namespace) -> None:
 
 def cmd_features(args: argparse.Namespace) -> None:
     from merflow import features
+    from merflow.datasets.index import quarantine_table
     from merflow.io import read_table, write_table
 
     clips = read_table(args.clips)
@@ -65,7 +66,7 @@ def cmd_features(args: argparse.Namespace) -> None:
         clips, args.feature, params, on_bad_audio=args.on_bad_audio, progress=args.progress
     )
     features.write_feature_table(table, args.out, args.feature, params)
-    write_table(_quarantine_frame(quarantined), args.quarantine)
+    write_table(quarantine_table(quarantined), args.quarantine)
     log.info(
         "%s shard %d: %d clips, %d quarantined",
         args.feature,
@@ -79,15 +80,18 @@ def cmd_merge_features(args: argparse.Namespace) -> None:
     import pandas as pd
 
     from merflow import features
+    from merflow.datasets.index import quarantine_table
     from merflow.io import read_table, write_table
 
     features.merge_shards(args.shards, args.out)
     frames = [read_table(p) for p in args.quarantine_shards]
-    write_table(_quarantine_frame(pd.concat(frames, ignore_index=True)), args.quarantine)
+    rows = pd.concat(frames, ignore_index=True).to_dict("records")
+    write_table(quarantine_table(rows), args.quarantine)
 
 
 def cmd_provided_features(args: argparse.Namespace) -> None:
     from merflow.datasets.deam import read_provided_features
+    from merflow.datasets.index import quarantine_table
     from merflow.io import read_table, write_table
 
     clips = read_table(args.clips, columns=["clip_id"])
@@ -101,17 +105,8 @@ def cmd_provided_features(args: argparse.Namespace) -> None:
         "sample_rate": None,
     }
     write_table(table, args.out, metadata=metadata, row_group_size=50 * 90)
-    write_table(_quarantine_frame([]), args.quarantine)
+    write_table(quarantine_table([]), args.quarantine)
     log.info("DEAM's own features: %d windows of %d clips", len(table), len(clips))
-
-
-def _quarantine_frame(rows):
-    import pandas as pd
-
-    from merflow.datasets.base import QUARANTINE_COLUMNS
-
-    frame = pd.DataFrame(rows, columns=list(QUARANTINE_COLUMNS))
-    return frame.astype("string").sort_values(["clip_id", "stage"], ignore_index=True)
 
 
 def cmd_splits(args: argparse.Namespace) -> None:
