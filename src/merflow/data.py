@@ -514,3 +514,70 @@ def stitch_song_predictions(
     if covered < n_windows or np.isnan(out).any():
         raise ValueError(f"chunks cover {covered} of {n_windows} windows; the chunk plan is wrong")
     return out
+
+
+# --- crops of frame-level matrices ---------------------------------------------------------------
+
+
+def crop_start(
+    n_valid: int, n_total: int, length: int, rng: np.random.Generator | None = None
+) -> int:
+    """Start of a ``length``-frame crop of a clip with ``n_valid`` audio frames in ``n_total``.
+
+    Without ``rng``: the centre of the valid frames (the paper recipe: stored at 640 frames with
+    ``crop: center`` this is the whole matrix, stored longer it is the same middle ~15 s). With
+    ``rng``: uniform over every crop that lies within the valid frames. A clip shorter than
+    ``length`` starts at 0 and keeps its stored padding.
+    """
+    if length > n_total:
+        raise DatasetError(
+            f"crops of {length} frames asked from a feature table of {n_total} frames; extract "
+            f"logmel with n_frames >= {length} or lower the training setting input_frames"
+        )
+    spare = max(int(n_valid) - length, 0)
+    start = spare // 2 if rng is None else int(rng.integers(0, spare + 1))
+    return min(start, n_total - length)
+
+
+def crop_frames(
+    features: np.ndarray,
+    n_valid_frames: np.ndarray,
+    length: int,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """One ``length``-frame crop of each clip of ``features (N, n_mels, T)``: ``(N, n_mels, L)``."""
+    n_total = features.shape[2]
+    if length == n_total:
+        return features
+    starts = [crop_start(n, n_total, length, rng) for n in n_valid_frames]
+    return np.stack([x[:, s : s + length] for x, s in zip(features, starts, strict=True)])
+
+
+def eval_crop_starts(n_valid: int, n_total: int, length: int, hop: int | None) -> list[int]:
+    """Starts of the crops a clip is predicted from: every ``hop`` frames over its valid frames
+    (the last one aligned to their end, as :func:`chunk_starts`), or the centre crop alone when
+    ``hop`` is None."""
+    if hop is None:
+        return [crop_start(n_valid, n_total, length)]
+    crop_start(n_valid, n_total, length)  # the same check of the table's width
+    return chunk_starts(max(int(n_valid), length), length, hop)
+
+
+# --- smoothing over time -------------------------------------------------------------------------
+
+
+def moving_average(values: np.ndarray, width: int) -> np.ndarray:
+    """Centred moving average over axis 0 of ``(T, D)`` values; near the ends the window is cut
+    to the values that exist (no padding). ``width`` <= 1 returns the values unchanged."""
+    if width <= 1 or len(values) < 2:
+        return values
+    before = (width - 1) // 2
+    after = width - 1 - before
+    cumulative = np.concatenate(
+        [np.zeros((1, values.shape[1])), np.cumsum(values, axis=0, dtype=np.float64)]
+    )
+    index = np.arange(len(values))
+    low = np.clip(index - before, 0, len(values))
+    high = np.clip(index + after + 1, 0, len(values))
+    sums = cumulative[high] - cumulative[low]
+    return (sums / (high - low)[:, None]).astype(values.dtype)

@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import pickle
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -47,15 +48,19 @@ import torch
 import torch.nn.functional as F  # noqa: N812 (the torch convention)
 from torch import nn
 
-from merflow import baselines, models
+from merflow import augment, baselines, models
 from merflow.data import (
     FrameClips,
     WindowedClips,
     ZScore,
     chunk_starts,
+    crop_frames,
+    crop_start,
+    eval_crop_starts,
     load_frames,
     load_windowed,
     make_sequences,
+    moving_average,
     read_split,
     stitch_song_predictions,
 )
@@ -97,6 +102,26 @@ class TrainConfig:
     patience: int = 10
     use_gpu: bool = True
     threads: int | None = None
+    # The recipe settings (merflow.recipes documents each); these defaults are the paper recipe.
+    recipe: str = "paper"
+    hop_fraction: float | None = None  # hop = round(seq_len * hop_fraction) when hop is unset
+    optimizer: str = "adam"  # "adam" | "adamw"
+    weight_decay: float = 0.0
+    lr_schedule: str = "constant"  # "constant" | "cosine" (linear warm-up, cosine decay)
+    warmup_epochs: float = 0.0
+    select_by: str = "loss"  # "loss" | "score": macro-F1 (classification) or RMSE (regression)
+    input_frames: int | None = None  # frames the network sees; None: the table's n_frames
+    train_crop: str = "center"  # "center" | "random": the crop of each clip trained on
+    eval_crop_hop: int | None = None  # None: centre crop; else mean over crops every hop frames
+    time_masks: int = 0
+    time_mask_frames: int = 0
+    freq_masks: int = 0
+    freq_mask_bands: int = 0
+    gain_db: float = 0.0
+    mixup: float = 0.0  # Beta(alpha, alpha); 0 is off
+    balanced_sampling: bool = False
+    label_smoothing: float = 0.0
+    smooth_windows: int = 1  # centred moving average over predicted windows; 1 is off
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
@@ -104,7 +129,60 @@ class TrainConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"unknown training setting(s) {unknown}; allowed: {sorted(known)}")
-        return cls(**values)
+        config = cls(**values)
+        config.check()
+        return config
+
+    def check(self) -> None:
+        """Raise a ConfigError naming the setting whose value is not allowed."""
+        choices = {
+            "recipe": ("paper", "merflow"),
+            "optimizer": ("adam", "adamw"),
+            "lr_schedule": ("constant", "cosine"),
+            "select_by": ("loss", "score"),
+            "train_crop": ("center", "random"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(
+                    f"training setting {name} = {getattr(self, name)!r}; allowed: {allowed}"
+                )
+        non_negative = [
+            "weight_decay",
+            "warmup_epochs",
+            "time_masks",
+            "time_mask_frames",
+            "freq_masks",
+            "freq_mask_bands",
+            "gain_db",
+            "mixup",
+            "label_smoothing",
+        ]
+        for name in non_negative:
+            if getattr(self, name) < 0:
+                raise ConfigError(f"training setting {name} = {getattr(self, name)}; must be >= 0")
+        for name in ("seq_len", "input_frames", "eval_crop_hop", "hop"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"training setting {name} = {value}; must be >= 1 or null")
+        for name in ("epochs", "patience", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"training setting {name} = {getattr(self, name)}; must be >= 1")
+        if not self.lr > 0:
+            raise ConfigError(f"training setting lr = {self.lr}; must be > 0")
+        if self.smooth_windows < 1 or self.label_smoothing >= 1:
+            raise ConfigError(
+                "training settings: smooth_windows must be >= 1 and label_smoothing below 1"
+            )
+        if self.hop_fraction is not None and not 0 < self.hop_fraction <= 1:
+            raise ConfigError(f"training setting hop_fraction = {self.hop_fraction}; in (0, 1]")
+
+    @property
+    def chunk_hop(self) -> int | None:
+        """Windows between training chunk starts: ``hop``, else from ``hop_fraction``."""
+        if self.hop is not None or self.hop_fraction is None or self.seq_len is None:
+            return self.hop
+        return max(1, round(self.seq_len * self.hop_fraction))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -115,6 +193,8 @@ class TrainConfig:
         """The settings a checkpoint must share to be resumed: all but the stopping rule,
         the device and the thread count, which do not change what an epoch computes on the CPU."""
         ignored = {"epochs", "patience", "use_gpu", "threads"}
+        if self.lr_schedule != "constant":  # the schedule's length changes every epoch's rate
+            ignored.discard("epochs")
         return {k: v for k, v in self.to_dict().items() if k not in ignored}
 
 
@@ -265,6 +345,31 @@ def classification_scores(probabilities: np.ndarray, labels: np.ndarray) -> tupl
     return loss, float((probabilities.argmax(1) == labels).mean())
 
 
+def macro_f1(predicted: np.ndarray, labels: np.ndarray) -> float:
+    """Mean over the classes present (in truth or prediction) of each class's F1."""
+    scores = []
+    for c in np.union1d(predicted, labels):
+        tp = np.sum((predicted == c) & (labels == c))
+        fp, fn = np.sum((predicted == c) & (labels != c)), np.sum((predicted != c) & (labels == c))
+        scores.append(2 * tp / (2 * tp + fp + fn))
+    return float(np.mean(scores))
+
+
+def validate(predictor, data: WindowedClips | FrameClips, select_by: str = "loss"):
+    """(loss, metric, selection value) on a normalized part; the selection value (lower is
+    better) is the loss, or with ``select_by: score`` -macro-F1 / RMSE."""
+    if not data.clip_ids:
+        return math.nan, math.nan, math.nan
+    if isinstance(data, WindowedClips):
+        loss, metric = regression_scores(predictor.predict_windows(data.features), data.targets)
+        return loss, metric, loss if select_by == "loss" else metric
+    probabilities = predictor.predict_proba(data.features, data.n_valid_frames)
+    loss, metric = classification_scores(probabilities, data.labels)
+    if select_by == "loss":
+        return loss, metric, loss
+    return loss, metric, -macro_f1(probabilities.argmax(1), data.labels)
+
+
 def score(predictor, data: WindowedClips | FrameClips) -> tuple[float, float]:
     """(loss, metric) of any predictor (network or baseline) on a normalized data part."""
     if not data.clip_ids:
@@ -283,8 +388,12 @@ class NetworkPredictor:
     """A trained network behind the predictor interface that baselines share.
 
     ``predict_windows`` cuts each song into ``seq_len`` chunks (:func:`chunk_starts`), runs them
-    in batches of equal length and stitches the outputs back (every window predicted once);
-    ``predict_proba`` returns class probabilities of whole clips.
+    in batches of equal length and stitches the outputs back (every window predicted once), then
+    smooths each song with a centred moving average of ``smooth_windows`` windows (1: none).
+    ``predict_proba`` returns class probabilities of whole clips: the network sees crops of
+    ``input_frames`` frames (None: the whole stored matrix), the centre crop of the valid frames
+    when ``crop_hop`` is None, else crops every ``crop_hop`` frames whose probabilities are
+    averaged (:func:`~merflow.data.eval_crop_starts`).
     """
 
     def __init__(
@@ -293,9 +402,28 @@ class NetworkPredictor:
         device: torch.device,
         seq_len: int | None = None,
         batch_size: int = 32 * PREDICTION_BATCH_FACTOR,
+        *,
+        input_frames: int | None = None,
+        crop_hop: int | None = None,
+        smooth_windows: int = 1,
     ):
         self.model, self.device, self.seq_len = model, device, seq_len
         self.batch_size = batch_size
+        self.input_frames, self.crop_hop = input_frames, crop_hop
+        self.smooth_windows = smooth_windows
+
+    @classmethod
+    def for_config(cls, model: nn.Module, device: torch.device, config: TrainConfig):
+        """The predictor a run trained with ``config`` validates and is evaluated with."""
+        return cls(
+            model,
+            device,
+            config.seq_len,
+            config.batch_size * PREDICTION_BATCH_FACTOR,
+            input_frames=config.input_frames,
+            crop_hop=config.eval_crop_hop,
+            smooth_windows=config.smooth_windows,
+        )
 
     @torch.no_grad()
     def predict_windows(self, features: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -315,18 +443,35 @@ class NetworkPredictor:
                 y = self.model(torch.from_numpy(x).to(self.device)).float().cpu().numpy()
                 outputs.update({(s, start): y[j] for j, (s, start, _) in enumerate(batch)})
         return [
-            stitch_song_predictions(len(x), starts, [outputs[(song, s)] for s in starts])
+            moving_average(
+                stitch_song_predictions(len(x), starts, [outputs[(song, s)] for s in starts]),
+                self.smooth_windows,
+            )
             for song, (x, starts) in enumerate(zip(features, plans, strict=True))
         ]
 
     @torch.no_grad()
     def predict_proba(self, features: np.ndarray, n_valid_frames: np.ndarray) -> np.ndarray:
         self.model.eval()
-        batches = []
-        for start in range(0, len(features), self.batch_size):
-            x = torch.from_numpy(features[start : start + self.batch_size]).to(self.device)
-            batches.append(torch.softmax(self.model(x).float(), dim=1).cpu().numpy())
-        return np.concatenate(batches)
+        length = self.input_frames or features.shape[2]
+        crops = [
+            (clip, start)
+            for clip, n_valid in enumerate(n_valid_frames)
+            for start in eval_crop_starts(n_valid, features.shape[2], length, self.crop_hop)
+        ]
+        sums = np.zeros((len(features), 0), dtype=np.float64)
+        counts = np.zeros(len(features))
+        for i in range(0, len(crops), self.batch_size):
+            batch = crops[i : i + self.batch_size]
+            x = np.stack([features[c, :, s : s + length] for c, s in batch])
+            y = self.model(torch.from_numpy(x).to(self.device)).float()
+            p = torch.softmax(y, dim=1).cpu().numpy()
+            if not sums.shape[1]:
+                sums = np.zeros((len(features), p.shape[1]))
+            clips = np.array([c for c, _ in batch])
+            np.add.at(sums, clips, p)
+            np.add.at(counts, clips, 1)
+        return (sums / counts[:, None]).astype(np.float32)
 
 
 def load_predictor(run_dir: str | os.PathLike, device: torch.device | None = None):
@@ -338,16 +483,14 @@ def load_predictor(run_dir: str | os.PathLike, device: torch.device | None = Non
     if model_kind(config.model).is_baseline:
         return baselines.load(run_dir / baselines.WEIGHTS_FILE)
     device = device or torch.device("cpu")
-    checkpoint = torch.load(run_dir / BEST_FILE, map_location=device, weights_only=True)
+    checkpoint = load_checkpoint(run_dir / BEST_FILE, device)
     model = _build(checkpoint["build"]).to(device)
     model.load_state_dict(checkpoint["model"])
     return _predictor(model, device, config)
 
 
 def _predictor(model: nn.Module, device: torch.device, config: TrainConfig) -> NetworkPredictor:
-    return NetworkPredictor(
-        model, device, config.seq_len, config.batch_size * PREDICTION_BATCH_FACTOR
-    )
+    return NetworkPredictor.for_config(model, device, config)
 
 
 def _build(build_args: dict) -> nn.Module:
@@ -445,10 +588,13 @@ def _fit_network(
     on_epoch_end: Callable[[int, dict], None] | None,
 ) -> tuple[dict, int]:
     build_args = _build_args(config.model, data, options)
+    if config.input_frames and "n_frames" in build_args:
+        crop_start(0, build_args["n_frames"], config.input_frames)  # the table is wide enough
+        build_args["n_frames"] = config.input_frames
     torch.manual_seed(config.seed)
     model = _build(build_args).to(device)
     n_parameters = models.count_parameters(model)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = _optimizer(model, config)
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
     progress = _resume(run_dir / LAST_FILE, config, model, optimizer, scaler, device)
@@ -464,22 +610,22 @@ def _fit_network(
     if not data.val.clip_ids:
         log.warning("no validation clips: no early stopping; the last epoch is kept as best")
     predictor = _predictor(model, device, config)
-    fixed_tensors = None if config.random_offset else _training_tensors(data.train, config, None)
+    fixed_tensors = None if _varies_by_epoch(config) else _training_tensors(data, config, None)
     while progress.epoch < config.epochs and not progress.stopped_early:
         epoch = progress.epoch + 1
         started = time.perf_counter()
         torch.manual_seed(epoch_seed(config.seed, epoch))  # dropout of this epoch
         if fixed_tensors is not None:
             tensors = fixed_tensors
-        else:  # a new random chunk grid every epoch
+        else:  # new random crops, chunk grids or augmentation every epoch
             rng = np.random.default_rng(epoch_seed(config.seed, epoch))
-            tensors = _training_tensors(data.train, config, rng)
+            tensors = _training_tensors(data, config, rng)
         train_loss, train_metric = _train_epoch(
             model, optimizer, scaler, tensors, data.kind.task, config, epoch, device, use_amp
         )
-        val_loss, val_metric = score(predictor, data.val)
+        val_loss, val_metric, selection = validate(predictor, data.val, config.select_by)
         row = _history_row(epoch, train_loss, val_loss, train_metric, val_metric, started)
-        _advance(progress, row, config.patience)
+        _advance(progress, row, config.patience, selection)
         if progress.best_epoch == epoch:
             _save_atomic(
                 {"model": model.state_dict(), "build": build_args, "epoch": epoch},
@@ -497,7 +643,11 @@ def _fit_network(
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)
     if progress.stopped_early:
-        log.info("early stopping: no better validation loss for %d epochs", config.patience)
+        log.info(
+            "early stopping: no better validation %s for %d epochs",
+            config.select_by,
+            config.patience,
+        )
     best = progress.history[progress.best_epoch - 1] if progress.best_epoch else {}
     result = {
         "best_epoch": progress.best_epoch,
@@ -528,16 +678,86 @@ def _build_args(name: str, data: RunData, options: dict) -> dict:
     }
 
 
+def _varies_by_epoch(config: TrainConfig) -> bool:
+    """Whether the training data differ between epochs (crops, chunk grids, augmentation)."""
+    return (
+        config.random_offset
+        or config.train_crop == "random"
+        or (config.time_masks > 0 and config.time_mask_frames > 0)
+        or (config.freq_masks > 0 and config.freq_mask_bands > 0)
+        or config.gain_db > 0
+    )
+
+
 def _training_tensors(
-    train: WindowedClips | FrameClips, config: TrainConfig, rng: np.random.Generator | None
+    data: RunData, config: TrainConfig, rng: np.random.Generator | None
 ) -> tuple[torch.Tensor, ...]:
-    """(inputs, targets[, mask]) of the whole training part as CPU tensors."""
+    """(inputs, targets[, mask]) of the whole training part as CPU tensors.
+
+    Frames: one crop of ``input_frames`` per clip (random with ``train_crop: random``), then the
+    recipe's masks and gain (:mod:`merflow.augment`). Windows: ``seq_len`` chunks every
+    ``chunk_hop`` windows, on a randomly offset grid with ``random_offset``.
+    """
+    train = data.train
     if isinstance(train, FrameClips):
-        return torch.from_numpy(train.features), torch.from_numpy(train.labels)
+        length = config.input_frames or train.features.shape[2]
+        random_crop = rng if config.train_crop == "random" else None
+        x = crop_frames(train.features, train.n_valid_frames, length, random_crop)
+        if rng is not None:
+            x = _augment(x, rng, config, data.zscore.std)
+        return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(train.labels)
     x, y, mask = make_sequences(
-        train.features, train.targets, config.seq_len, hop=config.hop, rng=rng
+        train.features,
+        train.targets,
+        config.seq_len,
+        hop=config.chunk_hop,
+        rng=rng if config.random_offset else None,
     )
     return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(mask)
+
+
+def _augment(
+    x: np.ndarray, rng: np.random.Generator, config: TrainConfig, band_std: np.ndarray
+) -> np.ndarray:
+    x = augment.random_gain(x, rng, config.gain_db, band_std)
+    x = np.array(x, dtype=np.float32)  # a copy: masks write in place
+    augment.time_mask(x, rng, config.time_masks, config.time_mask_frames)
+    augment.freq_mask(x, rng, config.freq_masks, config.freq_mask_bands)
+    return x
+
+
+def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    kind = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    return kind(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+
+def scheduled_lr(config: TrainConfig, epoch: int, step: int, steps_per_epoch: int) -> float:
+    """The learning rate of batch ``step`` of ``epoch`` (1-based): a pure function, so a resumed
+    run needs no scheduler state. ``cosine``: linear warm-up over ``warmup_epochs``, then cosine
+    decay to zero at the end of epoch ``epochs``."""
+    if config.lr_schedule == "constant":
+        return config.lr
+    position = (epoch - 1) + step / max(steps_per_epoch, 1)  # epochs done before this batch
+    warmup = config.warmup_epochs
+    if position < warmup:
+        return config.lr * (position + 1 / max(steps_per_epoch, 1)) / warmup
+    span = max(config.epochs - warmup, 1e-9)
+    progress = min((position - warmup) / span, 1.0)
+    return config.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _batch_order(
+    tensors: tuple[torch.Tensor, ...], task: str, config: TrainConfig, epoch: int
+) -> torch.Tensor:
+    """The epoch's order of training items: a seeded permutation, or with
+    ``balanced_sampling`` as many draws (with replacement) weighted by 1 / class frequency."""
+    generator = torch.Generator().manual_seed(epoch_seed(config.seed, epoch))
+    n = len(tensors[0])
+    if not (config.balanced_sampling and task == "classification"):
+        return torch.randperm(n, generator=generator)
+    labels = tensors[1]
+    weights = 1.0 / torch.bincount(labels).double()[labels]
+    return torch.multinomial(weights, n, replacement=True, generator=generator)
 
 
 def _train_epoch(
@@ -553,19 +773,33 @@ def _train_epoch(
 ) -> tuple[float, float]:
     """One pass over the training tensors in a seeded order; mean loss and metric per item."""
     model.train()
-    order = torch.randperm(
-        len(tensors[0]), generator=torch.Generator().manual_seed(epoch_seed(config.seed, epoch))
-    )
+    order = _batch_order(tensors, task, config, epoch)
+    mix_rng = np.random.default_rng([epoch_seed(config.seed, epoch), 1])  # its own stream
     on_cuda = device.type == "cuda"
+    n_steps = math.ceil(len(order) / config.batch_size)
     total_loss = total_metric = 0.0
-    for start in range(0, len(order), config.batch_size):
+    for step, start in enumerate(range(0, len(order), config.batch_size)):
         index = order[start : start + config.batch_size]
         batch = [t[index] for t in tensors]
         if on_cuda:
             batch = [t.pin_memory().to(device, non_blocking=True) for t in batch]
+        for group in optimizer.param_groups:
+            group["lr"] = scheduled_lr(config, epoch, step, n_steps)
+        lam, partner = (None, None)
+        if task == "classification":
+            lam, partner = augment.mixup_pairs(len(index), config.mixup, mix_rng)
+        inputs = batch[0]
+        if lam is not None:
+            partner = torch.from_numpy(partner).to(inputs.device)
+            inputs = lam * inputs + (1.0 - lam) * inputs[partner]
         with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-            output = model(batch[0])
-        data_loss, metric = _batch_loss(output.float(), batch[1:], task)
+            output = model(inputs)
+        data_loss, metric = _batch_loss(output.float(), batch[1:], task, config.label_smoothing)
+        if lam is not None:
+            other, _ = _batch_loss(
+                output.float(), [batch[1][partner]], task, config.label_smoothing
+            )
+            data_loss = lam * data_loss + (1.0 - lam) * other
         loss = data_loss + model.penalty().float()
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
@@ -577,20 +811,21 @@ def _train_epoch(
 
 
 def _batch_loss(
-    output: torch.Tensor, truth: Sequence[torch.Tensor], task: str
+    output: torch.Tensor, truth: Sequence[torch.Tensor], task: str, label_smoothing: float = 0.0
 ) -> tuple[torch.Tensor, float]:
     if task == "regression":
         loss = rmse_loss(output, truth[0], truth[1])
         return loss, loss.item()
-    loss = F.cross_entropy(output, truth[0])
+    loss = F.cross_entropy(output, truth[0], label_smoothing=label_smoothing)
     return loss, (output.argmax(1) == truth[0]).float().mean().item()
 
 
-def _advance(progress: Progress, row: dict, patience: int) -> None:
-    """Record an epoch; track the best validation loss and decide on early stopping."""
+def _advance(progress: Progress, row: dict, patience: int, selection: float | None = None) -> None:
+    """Record an epoch; track the best validation value (``selection``, lower is better; the
+    validation loss by default; kept in ``best_loss``) and decide on early stopping."""
     progress.epoch = row["epoch"]
     progress.history.append(row)
-    val_loss = row["val_loss"]
+    val_loss = row["val_loss"] if selection is None else selection
     without_validation = math.isnan(val_loss)
     if without_validation or val_loss < progress.best_loss:
         progress.best_epoch, progress.epochs_since_best = row["epoch"], 0
@@ -645,11 +880,24 @@ def _checkpoint(config, model, optimizer, scaler, progress: Progress) -> dict:
     }
 
 
+def load_checkpoint(path: Path, device: torch.device) -> dict:
+    """A checkpoint of tensors and plain values; one that holds Python objects is refused
+    unread (``weights_only``): unpickling it could run any code."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise DatasetError(
+            f"{path}: refused: it holds Python objects, not only weights (torch.load "
+            "weights_only). merflow never writes such files; re-train the run rather than load "
+            "a checkpoint from elsewhere"
+        ) from exc
+
+
 def _resume(path: Path, config, model, optimizer, scaler, device) -> Progress:
     """Load ``last.pt`` when it belongs to this configuration; a fresh start otherwise."""
     if not path.is_file():
         return Progress()
-    checkpoint = torch.load(path, map_location=device, weights_only=True)
+    checkpoint = load_checkpoint(path, device)
     if checkpoint.get("resume_key") != config.resume_key():
         log.warning("%s was written with other settings; starting afresh", path)
         return Progress()

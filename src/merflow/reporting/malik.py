@@ -34,6 +34,7 @@ from merflow.reporting.render import Column, Table
 from merflow.reporting.runs import (
     DIMENSIONS,
     RunResult,
+    ensemble_stat,
     group_runs,
     seq_len_order,
     stat_of,
@@ -195,6 +196,7 @@ def table2(ctx: ReportContext, feature: str, runs: Sequence[RunResult]) -> Table
                 }
             )
     groups = group_runs(runs)
+    baseline_rows = []
     for key in sorted(groups, key=_table2_sort_key):
         group = groups[key]
         row = {
@@ -208,10 +210,17 @@ def table2(ctx: ReportContext, feature: str, runs: Sequence[RunResult]) -> Table
         for dim in ("valence", "arousal"):
             stat = stat_of(group, f"{dim}_r_song", "test")
             row[f"r_{dim}_mean"], row[f"r_{dim}_std"] = stat.mean, stat.std
-        rows.append(row)
+        row["recipe"] = (
+            "-" if group[0].is_baseline else ", ".join(sorted({r.recipe for r in group}))
+        )
+        (baseline_rows if group[0].is_baseline else rows).append(row)
+        if not group[0].is_baseline and len({r.seed for r in group}) > 1:
+            rows.append(_ensemble_row(row, group, "seed ensemble"))
+    rows += _seq_len_ensemble_rows(groups) + baseline_rows
     columns = [
         Column("Method", "method"),
         Column("Source", "source"),
+        Column("Recipe", "recipe"),
         Column("Seq. length", "seq_len"),
         *_rmse_columns("rmse", "RMSE"),
         Column("Valence", "r_valence", "pm", group="Pearson r"),
@@ -227,12 +236,37 @@ def table2(ctx: ReportContext, feature: str, runs: Sequence[RunResult]) -> Table
         [
             "RMSE and Pearson r on the evaluation (test) part; baselines fitted once "
             "(a single value, no spread); Parameters: trainable weights of the model.",
+            "Ensemble rows score the mean of several runs' predictions per split (the seeds of "
+            "one sequence length, or every sequence length and seed), mean ± std over splits",
             _rmse_convention(runs),
             "Pearson r likewise per song, then averaged over the songs where it is defined.",
             _comparability(ctx, show_published, cites_li=True),
         ]
     )
     return Table(f"malik_table2_{feature}", title, caption, columns, rows)
+
+
+def _seq_len_ensemble_rows(groups: dict[tuple[str, str, str], list[RunResult]]) -> list[dict]:
+    rows = []
+    for model in sorted({k[1] for k in groups if k[2].isdigit()}):
+        members = [r for k, g in groups.items() if k[1] == model and k[2].isdigit() for r in g]
+        if len({r.seq_len for r in members}) > 1:
+            base = {"method": model_label(model), "source": OURS, "seq_len": "all"}
+            base["n_parameters"] = _parameters(members)
+            base["recipe"] = ", ".join(sorted({r.recipe for r in members}))
+            rows.append(_ensemble_row(base, members, "sequence-length × seed ensemble"))
+    return rows
+
+
+def _ensemble_row(single: dict[str, Any], runs: Sequence[RunResult], kind: str) -> dict:
+    row = {**single, "method": f"{single['method']} ({kind})", "n_runs": len(runs)}
+    for dim in DIMENSIONS:
+        stat = ensemble_stat(runs, f"{dim}_rmse_song")
+        row[f"rmse_{dim}_mean"], row[f"rmse_{dim}_std"] = stat.mean, stat.std
+    for dim in ("valence", "arousal"):
+        stat = ensemble_stat(runs, f"{dim}_r_song")
+        row[f"r_{dim}_mean"], row[f"r_{dim}_std"] = stat.mean, stat.std
+    return row
 
 
 # --- shared wording ------------------------------------------------------------------------------

@@ -289,3 +289,44 @@ def summary_frame(runs: Sequence[RunResult]) -> pd.DataFrame:
             "n_splits",
         ],
     )
+
+
+# --- ensembles -----------------------------------------------------------------------------------
+
+
+def ensemble_values(runs: Sequence[RunResult]) -> list[dict[str, float | None]]:
+    """Per split, the flat test metrics of the mean of the runs' predictions (class
+    probabilities, or arousal/valence per window): the seed ensemble, or for Malik models given
+    runs of several sequence lengths, the sequence-length ensemble. Splits with one run only
+    are left out: one model is no ensemble."""
+    from merflow.evaluation import classification_metrics, regression_metrics
+
+    by_split: dict[str, list[RunResult]] = {}
+    for run in runs:
+        by_split.setdefault(run.split, []).append(run)
+    values = []
+    for members in by_split.values():
+        if len(members) < 2:
+            continue
+        tables = [m.predictions() for m in members]
+        if members[0].task == "classification":
+            columns = [c for c in tables[0].columns if c.startswith("p_")]
+            mean = tables[0].copy()
+            mean[columns] = sum(t[columns].to_numpy() for t in tables) / len(tables)
+            classes = [c.removeprefix("p_") for c in columns]
+            mean["predicted"] = np.asarray(classes)[mean[columns].to_numpy().argmax(1)]
+            metrics = classification_metrics(mean, classes)
+            values.append(classification_values({**metrics, "task": "classification"}))
+        else:
+            keys = ["clip_id", "t"]
+            tables = [t.sort_values(keys, ignore_index=True) for t in tables]
+            mean = tables[0].copy()
+            predicted = ["arousal_pred", "valence_pred"]
+            mean[predicted] = sum(t[predicted].to_numpy() for t in tables) / len(tables)
+            values.append(regression_values(regression_metrics(mean)))
+    return values
+
+
+def ensemble_stat(runs: Sequence[RunResult], metric: str) -> Stat:
+    """Mean ± std over splits of an ensemble metric (:func:`ensemble_values`)."""
+    return seed_stat(v.get(metric) for v in ensemble_values(runs))

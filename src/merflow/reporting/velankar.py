@@ -21,7 +21,13 @@ import pandas as pd
 
 from merflow.errors import DatasetError
 from merflow.reporting import figures
-from merflow.reporting.context import OURS, ReportContext, feature_label, model_label
+from merflow.reporting.context import (
+    MODEL_LABELS,
+    OURS,
+    ReportContext,
+    feature_label,
+    model_label,
+)
 from merflow.reporting.published import (
     VELANKAR_CITATION,
     VELANKAR_DATASET,
@@ -29,7 +35,13 @@ from merflow.reporting.published import (
     velankar_published,
 )
 from merflow.reporting.render import Column, Table
-from merflow.reporting.runs import RunResult, group_runs, seq_len_order, stat_of
+from merflow.reporting.runs import (
+    RunResult,
+    ensemble_stat,
+    group_runs,
+    seq_len_order,
+    stat_of,
+)
 
 SECTION = "Velankar et al.: classification"
 PAPER_MODELS = ("velankar_crnn", "velankar_parallel")
@@ -145,9 +157,15 @@ def overview_table(
             row[f"{metric}_mean"], row[f"{metric}_std"] = stat.mean, stat.std
         if ctx.is_velankar_data and key[1] in VELANKAR_REPORTS:
             row["paper_accuracy"] = VELANKAR_REPORTS[key[1]]["accuracy"][0]
+        row["recipe"] = (
+            ", ".join(sorted({r.recipe for r in group})) if not group[0].is_baseline else "-"
+        )
         rows.append(row)
+        if not group[0].is_baseline and len({r.seed for r in group}) > 1:
+            rows.append(_seed_ensemble_row(row, group, key[1]))
     columns = [
         Column("Model", "model"),
+        Column("Recipe", "recipe"),
         Column("Feature", "feature"),
         Column("Accuracy", "accuracy", "pm"),
         Column("Macro F1", "macro_f1", "pm"),
@@ -155,14 +173,27 @@ def overview_table(
         Column("Runs", "n_runs", "count"),
     ]
     if ctx.is_velankar_data:
-        columns.insert(3, Column("Paper accuracy", "paper_accuracy", "number", digits=2))
+        columns.insert(4, Column("Paper accuracy", "paper_accuracy", "number", digits=2))
     caption = (
         "Test-part scores of every model: mean ± population std over runs (seeds; with k-fold "
         "splits all folds × seeds pooled); baselines are fitted once and show a single value. "
-        + _dataset_sentence(ctx)
+        "A seed-ensemble row scores the mean of the seeds' class probabilities, per split "
+        "(mean ± std over splits). " + _dataset_sentence(ctx)
     )
     title = f"Models compared (Velankar et al. layout), {_where(ctx)}"
     return Table("velankar_models", title, caption, columns, rows)
+
+
+def _seed_ensemble_row(
+    single: dict[str, Any], group: Sequence[RunResult], model: str
+) -> dict[str, Any]:
+    label = f"{MODEL_LABELS.get(model, model)}: seed ensemble"  # not matched as the model's row
+    row = {**single, "model": label, "n_runs": len(group)}
+    row.pop("paper_accuracy", None)
+    for metric in ("accuracy", "macro_f1", "weighted_f1"):
+        stat = ensemble_stat(group, metric)
+        row[f"{metric}_mean"], row[f"{metric}_std"] = stat.mean, stat.std
+    return row
 
 
 def _dataset_sentence(ctx: ReportContext) -> str:

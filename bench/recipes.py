@@ -1,0 +1,413 @@
+"""Benchmark: the paper and merflow training recipes against the baselines, on real samples.
+
+Not a test: it trains many runs. For each dataset it caches the index and the features once
+(Parquet under ``--cache``, merflow's own index and feature code), writes repeated stratified
+k-fold splits (each fold's non-test part gives a stratified validation share), and for every
+(repeat, fold) trains each architecture with both recipes and each seed through
+``merflow.training.train`` and scores the test fold with ``merflow.evaluation.evaluate``: the code
+path of the workflow. Seed ensembles (mean of the seeds' predictions) and, for Malik, the
+sequence-length ensemble are scored from the same prediction tables.
+
+    nice -n 10 .venv/bin/python bench/recipes.py --datasets 4q emotify vgmidi synth \\
+        [--folds 5] [--repeats 1] [--seeds 0 1] [--out docs/recipes-table.md]
+
+Datasets (read in place from ``--data``, ../shared/data): ``4q`` = 4q-dev + 4q-sample (300
+clips, 4 classes), ``emotify`` = emotify-sample (30 clips, 3 classes), ``vgmidi`` =
+vgmidi-sample (24 piano pieces, arousal/valence per bar -> 500 ms windows), ``synth`` =
+merflow's synthetic data (48 clips of 30 s: 3 classes and time-continuous targets).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from merflow.datasets.index import build_index
+from merflow.datasets.synth import generate
+from merflow.evaluation import evaluate
+from merflow.features import extract_features, resolve_params, write_feature_table
+from merflow.io import read_metadata, read_table, write_table
+from merflow.recipes import resolve
+from merflow.training import TrainConfig, train
+
+log = logging.getLogger("bench.recipes")
+
+REPO = Path(__file__).resolve().parents[1]
+FRAMES_30S = 1292  # 30 s at 22.05 kHz, hop 512: whole 4Q clips
+CLASSIFIERS = ("velankar_crnn", "velankar_parallel")
+REGRESSORS = ("malik_crnn", "malik_crnn_nb")
+SEQ_LENS = (10, 30)
+
+
+# --- data ----------------------------------------------------------------------------------------
+
+
+def prepare(name: str, data: Path, cache: Path) -> dict:
+    """Index and features of one dataset in ``cache/name`` (made once); paths and task."""
+    out = cache / name
+    done = out / "ready.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    task = "regression" if name == "vgmidi" else "classification"
+    if name == "4q":
+        parts = [
+            _index(f"4q{i}", "folder", data / d, out / d, audio_dir="audio")
+            for i, d in enumerate(("4q-dev", "4q-sample"))
+        ]
+        _concat_clips(parts, out)
+    elif name == "emotify":
+        build_index(
+            {
+                "name": name,
+                "adapter": "manifest",
+                "root": data / "emotify-sample",
+                "csv": "labels_3class.csv",
+            },
+            out,
+        )
+    elif name == "synth":
+        generate(out / "source", n_clips=48, duration_s=30.0, n_classes=3, seed=0)
+        build_index({"name": name, "adapter": "synth", "root": out / "source"}, out)
+        task = "both"
+    elif name == "vgmidi":
+        _vgmidi_tables(data / "vgmidi-sample", out)
+    clips = read_table(out / "clips.parquet")
+    wanted = {}
+    if task in ("classification", "both"):
+        wanted["logmel"] = {"n_frames": FRAMES_30S if name != "emotify" else 2 * FRAMES_30S}
+    if task in ("regression", "both"):
+        wanted["logmel_500ms"] = {}
+    started = time.perf_counter()
+    tables, quarantined = extract_features(clips, wanted)
+    for feature, table in tables.items():
+        params = resolve_params(feature, wanted[feature])
+        write_feature_table(table, out / f"{feature}.parquet", feature, params)
+    log.info(
+        "%s: features of %d clips in %.0f s (%d quarantined)",
+        name,
+        len(clips),
+        time.perf_counter() - started,
+        len(quarantined),
+    )
+    info = {"name": name, "task": task, "dir": str(out), "features": sorted(tables)}
+    done.write_text(json.dumps(info))
+    return info
+
+
+def _index(name, adapter, root, out, **extra):
+    build_index({"name": name, "adapter": adapter, "root": root, **extra}, out)
+    return out
+
+
+def _concat_clips(parts: list[Path], out: Path) -> None:
+    clips = pd.concat([read_table(p / "clips.parquet") for p in parts], ignore_index=True)
+    classes = read_metadata(parts[0] / "clips.parquet")["classes"]
+    write_table(clips, out / "clips.parquet", {"classes": classes})
+    write_table(read_table(parts[0] / "targets.parquet").iloc[:0], out / "targets.parquet")
+
+
+def _vgmidi_tables(root: Path, out: Path) -> None:
+    """Clips and 500 ms targets of VGMIDI: each window takes the bar holding its centre."""
+    pieces = pd.read_csv(root / "pieces.csv")
+    bars = pd.read_csv(root / "dynamic_per_measure.csv")
+    clips = pd.DataFrame(
+        {
+            "clip_id": pieces["piece_id"].astype(str),
+            "path": [str((root / a).resolve()) for a in pieces["audio"]],
+            "label": pd.Series([None] * len(pieces), dtype="string"),
+            "group": pieces["piece_id"].astype(str),
+        }
+    )
+    rows = []
+    for piece, frame in bars.groupby("piece_id"):
+        end = frame["t_end_s"].max()
+        t = np.arange(1, int(end / 0.5) + 1) * 0.5
+        centre = t - 0.25
+        which = np.searchsorted(frame["t_end_s"].to_numpy(), centre, side="right")
+        inside = which < len(frame)
+        rows.append(
+            pd.DataFrame(
+                {
+                    "clip_id": piece,
+                    "t": t[inside],
+                    "arousal": frame["arousal_mean"].to_numpy()[which[inside]].astype(np.float32),
+                    "valence": frame["valence_mean"].to_numpy()[which[inside]].astype(np.float32),
+                }
+            )
+        )
+    write_table(clips, out / "clips.parquet", {"classes": None})
+    write_table(pd.concat(rows, ignore_index=True), out / "targets.parquet")
+
+
+# --- splits --------------------------------------------------------------------------------------
+
+
+def write_splits(info: dict, folds: int, repeats: int, out: Path) -> list[Path]:
+    """Repeated stratified k-fold (by label; regression: by clip) with a stratified 15 % val."""
+    from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
+
+    clips = read_table(Path(info["dir"]) / "clips.parquet")
+    ids = clips["clip_id"].astype(str).to_numpy()
+    labels = clips["label"].astype(str).to_numpy() if clips["label"].notna().all() else None
+    paths = []
+    for repeat in range(repeats):
+        splitter = (StratifiedKFold if labels is not None else KFold)(
+            folds, shuffle=True, random_state=repeat
+        )
+        for fold, (rest, test) in enumerate(splitter.split(ids, labels)):
+            train_ids, val_ids = train_test_split(
+                ids[rest],
+                test_size=0.15,
+                random_state=repeat,
+                stratify=None if labels is None else labels[rest],
+            )
+            part = pd.Series("train", index=ids)
+            part[ids[test]], part[val_ids] = "test", "val"
+            frame = pd.DataFrame({"clip_id": ids, "group": ids, "split": part.to_numpy()})
+            path = out / f"r{repeat}-f{fold}.parquet"
+            write_table(frame.sort_values("clip_id"), path)
+            paths.append(path)
+    return paths
+
+
+# --- runs ----------------------------------------------------------------------------------------
+
+
+def run_one(
+    run_dir: Path,
+    info: dict,
+    model: str,
+    feature: str,
+    split: Path,
+    seed: int,
+    recipe: str | None,
+    seq_len: int | None,
+    overrides: dict,
+) -> dict:
+    """Train (unless done) and evaluate one run; its test metrics."""
+    if not (run_dir / "metrics.json").is_file():
+        root = Path(info["dir"])
+        task = "regression" if model in REGRESSORS + ("mean", "ridge") else "classification"
+        settings = {} if recipe is None else resolve(recipe, task, overrides)
+        config = TrainConfig.from_dict(
+            {
+                **settings,
+                "model": model,
+                "features_path": str(root / f"{feature}.parquet"),
+                "clips_path": str(root / "clips.parquet"),
+                "split_path": str(split),
+                "targets_path": str(root / "targets.parquet"),
+                "seq_len": seq_len,
+                "seed": seed,
+                "use_gpu": False,
+                "threads": 1,
+            }
+        )
+        train(run_dir, config)
+        evaluate(run_dir)
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def headline(metrics: dict) -> dict:
+    if metrics["task"] == "classification":
+        return {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_avg"]["f1"]}
+    return {
+        "rmse": metrics["average"]["rmse"]["pooled"],
+        "r": metrics["average"]["pearson_r"]["pooled"],
+    }
+
+
+def ensemble_scores(run_dirs: list[Path], task: str) -> dict:
+    """Scores of the mean of several runs' test predictions."""
+    tables = [read_table(d / "predictions.parquet") for d in run_dirs]
+    if task == "classification":
+        columns = [c for c in tables[0].columns if c.startswith("p_")]
+        mean = sum(t[columns].to_numpy() for t in tables) / len(tables)
+        predicted = np.asarray([c.removeprefix("p_") for c in columns])[mean.argmax(1)]
+        truth = tables[0]["label"].astype(str).to_numpy()
+        from sklearn.metrics import f1_score
+
+        return {
+            "accuracy": float((predicted == truth).mean()),
+            "macro_f1": float(f1_score(truth, predicted, average="macro")),
+        }
+    keys = ["clip_id", "t"]
+    tables = [t.sort_values(keys, ignore_index=True) for t in tables]
+    pred = sum(t[["arousal_pred", "valence_pred"]].to_numpy() for t in tables) / len(tables)
+    true = tables[0][["arousal", "valence"]].to_numpy()
+    rmse = float(np.sqrt(((pred - true) ** 2).mean(0)).mean())
+    r = float(np.mean([np.corrcoef(pred[:, j], true[:, j])[0, 1] for j in range(2)]))
+    return {"rmse": rmse, "r": r}
+
+
+def bench_dataset(info: dict, args, results: list[dict]) -> None:
+    splits = write_splits(info, args.folds, args.repeats, Path(info["dir"]) / "splits")
+    if args.max_splits:
+        splits = splits[: args.max_splits]
+    runs = Path(info["dir"]) / "runs"
+    tasks = ["classification", "regression"] if info["task"] == "both" else [info["task"]]
+    for task, split in itertools.product(tasks, splits):
+        feature = "logmel" if task == "classification" else "logmel_500ms"
+        baselines = ("majority", "logistic") if task == "classification" else ("mean", "ridge")
+        for model in baselines:
+            m = run_one(runs / model / split.stem, info, model, feature, split, 0, None, None, {})
+            results.append(
+                {
+                    "dataset": info["name"],
+                    "model": model,
+                    "recipe": "-",
+                    "split": split.stem,
+                    "kind": "single",
+                    **headline(m),
+                }
+            )
+        networks = CLASSIFIERS if task == "classification" else REGRESSORS
+        for model, recipe in itertools.product(networks, args.recipes):
+            if model in args.skip_models:
+                continue
+            if model == "velankar_parallel" and split not in splits[: args.parallel_splits]:
+                continue
+            lengths = SEQ_LENS if model in REGRESSORS else (None,)
+            overrides = json.loads(args.overrides).get(recipe, {})
+            by_len = {}
+            for seq_len in lengths:
+                dirs = []
+                for seed in args.seeds:
+                    d = (
+                        runs
+                        / model
+                        / f"{recipe}{args.variant}"
+                        / f"len{seq_len}"
+                        / split.stem
+                        / f"seed{seed}"
+                    )
+                    started = time.perf_counter()
+                    m = run_one(d, info, model, feature, split, seed, recipe, seq_len, overrides)
+                    log.info(
+                        "%s %s %s len%s %s seed%d: %s (%.0f s)",
+                        info["name"],
+                        model,
+                        recipe,
+                        seq_len,
+                        split.stem,
+                        seed,
+                        headline(m),
+                        time.perf_counter() - started,
+                    )
+                    results.append(
+                        {
+                            "dataset": info["name"],
+                            "model": model,
+                            "recipe": f"{recipe}{args.variant}",
+                            "seq_len": seq_len,
+                            "split": split.stem,
+                            "kind": "single",
+                            **headline(m),
+                        }
+                    )
+                    dirs.append(d)
+                by_len[seq_len] = dirs
+                if len(dirs) > 1:
+                    results.append(
+                        {
+                            "dataset": info["name"],
+                            "model": model,
+                            "recipe": f"{recipe}{args.variant}",
+                            "seq_len": seq_len,
+                            "split": split.stem,
+                            "kind": "seed ensemble",
+                            **ensemble_scores(dirs, task),
+                        }
+                    )
+            if len(lengths) > 1:
+                all_dirs = [d for dirs in by_len.values() for d in dirs]
+                results.append(
+                    {
+                        "dataset": info["name"],
+                        "model": model,
+                        "recipe": f"{recipe}{args.variant}",
+                        "seq_len": "all",
+                        "split": split.stem,
+                        "kind": "seq_len + seed ensemble",
+                        **ensemble_scores(all_dirs, task),
+                    }
+                )
+        pd.DataFrame(results).to_csv(args.cache / f"results{args.tag}.csv", index=False)
+
+
+# --- the table -----------------------------------------------------------------------------------
+
+
+def table(results: pd.DataFrame) -> str:
+    """Mean ± std over (repeat, fold) splits and seeds, one row per dataset/model/recipe/kind."""
+    baseline = results["recipe"] == "-"  # fitted once, but listed by every bench process
+    results = pd.concat([results[baseline].drop_duplicates(), results[~baseline]])
+    regression = results["model"].isin(REGRESSORS + ("mean", "ridge"))
+    results["task"] = np.where(regression, "regression", "classification")
+    results["seq_len"] = results["seq_len"].astype(object).fillna("-").astype(str)
+    lines = []
+    for (dataset, task), frame in results.groupby(["dataset", "task"], sort=False):
+        metrics = ("rmse", "r") if task == "regression" else ("accuracy", "macro_f1")
+        lines += [
+            f"\n### {dataset} ({task})\n",
+            f"| model | recipe | seq_len | kind | n | {metrics[0]} | {metrics[1]} |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        keys = ["model", "recipe", "seq_len", "kind"]
+        for key, group in frame.groupby(keys, sort=False):
+            cells = [f"{group[m].mean():.3f} ± {group[m].std(ddof=0):.3f}" for m in metrics]
+            lines.append(
+                "| " + " | ".join(map(str, key)) + f" | {len(group)} | " + " | ".join(cells) + " |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", default=["4q", "emotify", "vgmidi", "synth"])
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/merflow-bench"))
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--max-splits", type=int, default=0, help="only the first N splits")
+    parser.add_argument(
+        "--parallel-splits",
+        type=int,
+        default=2,
+        help="splits velankar_parallel is trained on (it is ~10x slower)",
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--recipes", nargs="+", default=["paper", "merflow"])
+    parser.add_argument("--skip-models", nargs="*", default=[])
+    parser.add_argument("--overrides", default="{}", help='JSON {"merflow": {"epochs": 20}}')
+    parser.add_argument("--out", type=Path, help="write the Markdown table here")
+    parser.add_argument("--table-only", action="store_true")
+    parser.add_argument(
+        "--variant", default="", help="suffix of the recipe's name: an ablation with --overrides"
+    )
+    parser.add_argument("--tag", default="", help="results<tag>.csv: one file per bench process")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    for noisy in ("merflow.training", "merflow.evaluation", "merflow.datasets.index"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    results: list[dict] = []
+    if not args.table_only:
+        for name in args.datasets:
+            bench_dataset(prepare(name, args.data, args.cache), args, results)
+    frame = pd.concat([pd.read_csv(p) for p in sorted(args.cache.glob("results*.csv"))])
+    text = table(frame)
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
