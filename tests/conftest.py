@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from workflow_utils import TINY, snakemake
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("MERFLOW_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -19,3 +20,13 @@ def shared_data() -> Path:
             pytest.fail(f"CI must have the shared data at {SHARED_DATA}")
         pytest.skip(f"real-data samples not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """The workflow run once on the tiny synthetic config (tests/workflow_utils.TINY); tests only
+    read it or dry-run against it, so every end-to-end test module shares this one run."""
+    workdir = tmp_path_factory.mktemp("tiny_run")
+    out = snakemake(workdir, TINY)
+    assert out.returncode == 0, out.stderr[-4000:]
+    return workdir

@@ -104,3 +104,13 @@ def test_run_grid_expands_models_features_lengths_and_seeds(default_config):
     ridge = [r for r in runs if r.model == "ridge"]
     assert len(ridge) == 2 and {r.seq_len for r in ridge} == {mfconfig.NO_SEQ_LEN}
     assert len({r.path for r in runs}) == len(runs)
+
+
+def test_a_model_input_longer_than_the_stored_log_mel_is_named():
+    with (REPO / "config.yaml").open() as fh:
+        config = yaml.safe_load(fh)
+    config["features"]["logmel"] = {"n_frames": 320}
+    with pytest.raises(ConfigError, match=r"input_frames.*n_frames' stores 320"):
+        mfconfig.validate(copy.deepcopy(config))
+    config["experiments"]["velankar"]["train"]["input_frames"] = 320
+    mfconfig.validate(config)

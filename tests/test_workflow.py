@@ -1,80 +1,20 @@
-"""The workflow end to end on a tiny synthetic dataset, and what a re-run does (Snakemake)."""
+"""The workflow end to end on a tiny synthetic dataset (re-runs: test_incremental.py)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
+from workflow_utils import REPO, SNAKEMAKE, TINY, snakemake
 
 from merflow.io import read_json, read_table
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = Path(sys.executable).with_name("snakemake")
-
 pytestmark = pytest.mark.slow
 
-TINY = {
-    "datasets": {
-        "tiny": {"adapter": "synth", "n_clips": 12, "duration_s": 8.0, "n_classes": 3, "seed": 1}
-    },
-    "features": {"shards": 2, "logmel": {"n_frames": 160}},
-    "experiments": {
-        "malik": {
-            "dataset": "tiny",
-            "features": ["logmel_500ms"],
-            "models": ["malik_crnn_nb", "ridge"],
-            "seq_len": [8],
-            "seeds": [0],
-            "split": {"method": "holdout", "test_fraction": 0.25, "val_fraction": 0.2},
-            "train": {"epochs": 2, "patience": 2, "batch_size": 8},
-        },
-        "velankar": {
-            "dataset": "tiny",
-            "features": ["logmel"],
-            "models": ["velankar_crnn", "majority"],
-            "seeds": [0],
-            "split": {"method": "holdout", "test_fraction": 0.34, "val_fraction": 0.2},
-            "train": {"epochs": 2, "patience": 2, "batch_size": 4},
-        },
-    },
-}
 
-
-def snakemake(workdir: Path, config: dict, *args: str) -> subprocess.CompletedProcess:
-    configfile = workdir / "config.yaml"
-    configfile.write_text(yaml.safe_dump(config))
-    env = dict(os.environ, PATH=f"{SNAKEMAKE.parent}{os.pathsep}{os.environ['PATH']}")
-    cmd = [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "-d", str(workdir)]
-    cmd += ["--configfile", str(configfile), "--cores", "2", "--resources", "gpu=1", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
-
-
-def jobs_to_run(workdir: Path, config: dict) -> dict[str, int]:
-    """Rule name -> job count of a dry run (empty when there is nothing to do)."""
-    out = snakemake(workdir, config, "-n", "--quiet", "rules")
-    assert out.returncode == 0, out.stderr
-    counts = {}
-    for line in out.stdout.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[1].isdigit() and parts[0] not in ("total", "job"):
-            counts[parts[0]] = int(parts[1])
-    return counts
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory) -> Path:
-    workdir = tmp_path_factory.mktemp("workflow")
-    out = snakemake(workdir, TINY)
-    assert out.returncode == 0, out.stderr[-4000:]
-    return workdir
-
-
-def test_the_workflow_writes_every_stage(finished_run):
-    results = finished_run / "results"
+def test_the_workflow_writes_every_stage(tiny_run):
+    results = tiny_run / "results"
     clips = read_table(results / "tiny/clips.parquet")
     assert len(clips) == 12
     windows = read_table(results / "tiny/features/logmel_500ms.parquet")
@@ -88,35 +28,6 @@ def test_the_workflow_writes_every_stage(finished_run):
     index = (results / "report/index.md").read_text()
     assert "malik" in index and "velankar" in index
     assert any((results / "tiny/malik/report").glob("*.tex"))
-
-
-def test_a_second_run_does_nothing(finished_run):
-    assert jobs_to_run(finished_run, TINY) == {}
-
-
-def test_a_model_option_reruns_only_that_model(finished_run):
-    changed = yaml.safe_load(yaml.safe_dump(TINY))
-    changed["model_options"] = {"malik_crnn_nb": {"maxout_pieces": 2}}
-    todo = jobs_to_run(finished_run, changed)
-    assert todo.get("train") == 1 and todo.get("evaluate") == 1
-    assert not {"extract_features", "merge_features", "make_split", "index"} & set(todo)
-
-
-def test_a_feature_parameter_reruns_only_that_feature(finished_run):
-    changed = yaml.safe_load(yaml.safe_dump(TINY))
-    changed["features"]["logmel"]["n_mels"] = 96
-    todo = jobs_to_run(finished_run, changed)
-    assert todo.get("extract_features") == 2 and todo.get("merge_features") == 1
-    assert todo.get("train") == 1  # velankar_crnn; majority is a baseline fit
-    assert "index" not in todo and "make_split" not in todo
-
-
-def test_adding_a_seed_adds_only_that_seeds_jobs(finished_run):
-    changed = yaml.safe_load(yaml.safe_dump(TINY))
-    changed["experiments"]["velankar"]["seeds"] = [0, 1]
-    todo = jobs_to_run(finished_run, changed)
-    assert todo.get("train") == 1 and todo.get("evaluate") == 1
-    assert "fit_baseline" not in todo and "extract_features" not in todo
 
 
 def test_a_wrong_config_stops_with_one_clear_message(tmp_path):
@@ -145,7 +56,7 @@ def test_the_workflow_on_real_4q_audio(tmp_path, shared_data):
                 "models": ["velankar_crnn", "majority"],
                 "seeds": [0],
                 "split": {"method": "holdout", "test_fraction": 0.25, "val_fraction": 0.2},
-                "train": {"epochs": 1, "patience": 1, "batch_size": 8},
+                "train": {"epochs": 1, "patience": 1, "batch_size": 8, "input_frames": 160},
             }
         },
     }

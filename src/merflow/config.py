@@ -119,8 +119,27 @@ def _check_semantics(config: dict) -> None:
                 f"config error: experiment '{name}' trains {', '.join(SEQUENCE_MODELS)} but sets "
                 "no 'seq_len' (a list of sequence lengths in 500 ms windows, e.g. [10, 20, 30, 60])"
             )
+        frame_networks = [m for m in exp["models"] if MODEL_KINDS[m][1] == "frames"]
+        if "logmel" in exp["features"] and set(frame_networks) - set(BASELINE_MODELS):
+            _check_input_frames(config, name)
     for name, spec in datasets.items():
         check_dataset_root(name, spec)
+    for name in config.get("predict", {}):
+        _check_predict_input(name, predict_job(config, name))
+
+
+def _check_input_frames(config: dict, experiment: str) -> None:
+    """A frame model's input must fit in the stored log-mel matrix: say so before any job runs."""
+    from merflow.features import resolve_params
+
+    wanted = train_settings(config, experiment).get("input_frames")
+    stored = resolve_params("logmel", config.get("features", {}).get("logmel", {}))["n_frames"]
+    if wanted and wanted > stored:
+        raise ConfigError(
+            f"config error: experiment '{experiment}' trains on {wanted}-frame inputs "
+            f"('input_frames'), but 'features.logmel.n_frames' stores {stored}; raise n_frames "
+            f"or set 'experiments.{experiment}.train.input_frames' to at most {stored}"
+        )
 
 
 def _check_model_feature(experiment: str, model: str, feature: str) -> None:
@@ -139,16 +158,19 @@ def check_dataset_root(name: str, spec: dict) -> None:
     if spec["adapter"] == "synth":
         return
     root = spec.get("root")
-    hint = DATASET_HINTS.get(spec["adapter"], "the dataset")
+    hint = spec.get("download") or DATASET_HINTS.get(spec["adapter"], "the dataset")
+    # --config merges into the dataset's entry (Snakemake merges nested dicts); the quotes keep
+    # the braces and spaces from the shell.
+    override = f"--config 'datasets={{{name}: {{root: /path/to/it}}}}'"
     if not root:
         raise ConfigError(
-            f"config error: dataset '{name}' has no 'root'. Download {hint}, unpack it, and run "
-            f"with --config datasets={{{name}: {{root: /path/to/it}}}} or set it in the config file"
+            f"config error: dataset '{name}' has no 'root'. Download {hint}; then run with "
+            f"{override} (or set datasets.{name}.root in the config file)"
         )
     if not Path(root).expanduser().is_dir():
         raise ConfigError(
             f"config error: dataset '{name}': root {root} does not exist. Download {hint} and put "
-            f"it there, or point 'datasets.{name}.root' at your copy"
+            f"it there, or give the folder where it is with {override}"
         )
 
 
@@ -210,12 +232,33 @@ def _seeds_for(model: str, seeds: list[int]) -> list[int]:
 
 
 def train_settings(config: dict, experiment: str) -> dict:
-    defaults = {"epochs": 50, "patience": 10, "batch_size": 32, "lr": 1e-3}
-    return defaults | config["experiments"][experiment].get("train", {})
+    """The experiment's recipe defaults (merflow.recipes) under its ``train:`` overrides."""
+    from merflow import recipes
+
+    exp = config["experiments"][experiment]
+    tasks = {MODEL_KINDS[m][0] for m in exp["models"]}
+    task = "regression" if tasks == {"regression"} else "classification"
+    return recipes.resolve(exp.get("recipe", "merflow"), task, exp.get("train", {}))
 
 
 def model_options(config: dict, model: str) -> dict[str, Any]:
     return dict(config.get("model_options", {}).get(model, {}))
+
+
+PREDICT_DEFAULTS = {"format": "csv", "plot": False}
+
+
+def predict_job(config: dict, name: str) -> dict[str, Any]:
+    """A ``predict`` entry with its defaults: ``input``, ``model``, ``format``, ``plot``."""
+    return PREDICT_DEFAULTS | config["predict"][name]
+
+
+def _check_predict_input(name: str, job: dict) -> None:
+    if not Path(job["input"]).expanduser().exists():
+        raise ConfigError(
+            f"config error: predict.{name}.input: {job['input']} does not exist; give the folder "
+            "(or file) of audio to tag"
+        )
 
 
 def _deep_merge(base: dict, extra: dict) -> dict:

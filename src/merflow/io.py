@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -34,9 +36,44 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        # mkstemp creates 0600 files; results on shared storage must be readable like any other.
+        tmp.chmod(0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a new folder beside ``path``; it replaces ``path`` if the block succeeds.
+
+    A folder cannot be renamed onto a non-empty one, so an old ``path`` is first moved aside:
+    at no moment does ``path`` hold a mix of old and new files, or half of the new ones.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
+    tmp.mkdir()  # not mkdtemp: its 0700 mode would stay on the final folder
+    try:
+        yield tmp
+        if path.exists():
+            stale = tmp.with_suffix(".old")
+            os.replace(path, stale)
+            os.replace(tmp, path)
+            if stale.is_dir():
+                shutil.rmtree(stale)
+            else:
+                stale.unlink()
+        else:
+            os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _float_columns(table: pa.Table) -> list[str]:

@@ -1,5 +1,6 @@
 # Everything that is not a rule: config validation, wildcard constraints, and the small
 # functions that turn the config into targets and parameters. Logic lives in merflow.config.
+import hashlib
 import json
 import os
 
@@ -8,6 +9,7 @@ from snakemake.exceptions import WorkflowError
 from merflow import config as mfconfig
 from merflow import features as mffeatures
 from merflow import splits as mfsplits
+from merflow.audio import SUPPORTED_SUFFIXES
 from merflow.errors import ConfigError
 
 try:
@@ -41,6 +43,15 @@ def as_json(obj):
 
 def dataset_spec_json(wildcards):
     return as_json(mfconfig.dataset_spec(config, wildcards.dataset))
+
+
+# Dataset keys the index does not read: changing them must not re-index (and re-run) everything.
+NOT_INDEXED = ("download", "paper_dataset", "provided_features")
+
+
+def index_spec_json(wildcards):
+    spec = mfconfig.dataset_spec(config, wildcards.dataset)
+    return as_json({k: v for k, v in spec.items() if k not in NOT_INDEXED})
 
 
 SYNTH_DEFAULTS = {
@@ -81,6 +92,43 @@ def source_files(wildcards):
     if config["datasets"][wildcards.dataset]["adapter"] == "synth":
         return [f"{R}/{wildcards.dataset}/source/clips.csv"]
     return []
+
+
+# What the adapters read: audio, annotation CSVs, PMEmo's JSON.
+SOURCE_SUFFIXES = (*SUPPORTED_SUFFIXES, ".csv", ".json")
+
+
+def source_fingerprint(wildcards):
+    """A digest of a real dataset's files (names, sizes, times), a parameter of the index: adding,
+    removing or changing a file re-indexes the dataset, and then only the feature shards whose
+    clips changed are extracted again. (Not the files as inputs: Snakemake would take braces in
+    a file name for wildcards.)"""
+    if config["datasets"][wildcards.dataset]["adapter"] == "synth":
+        return ""
+    root = mfconfig.dataset_spec(config, wildcards.dataset)["root"]
+    results = os.path.abspath(R)
+    digest = hashlib.sha1()
+    for folder, subfolders, names in os.walk(root):
+        subfolders[:] = sorted(
+            d
+            for d in subfolders
+            if not d.startswith(".") and os.path.join(folder, d) != results
+        )
+        for name in sorted(names):
+            if not name.startswith(".") and name.lower().endswith(SOURCE_SUFFIXES):
+                path = os.path.join(folder, name)
+                entry = f"{os.path.relpath(path, root)}\t{file_stamp(path)}\n"
+                digest.update(entry.encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
+
+
+def file_stamp(path):
+    """Size and modification time; a dangling link is data too (the index quarantines it)."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return "unreadable"
+    return f"{stat.st_size}\t{stat.st_mtime_ns}"
 
 
 def feature_shards(wildcards, suffix="parquet"):
@@ -143,12 +191,66 @@ def experiment_quarantine(wildcards):
 
 
 def experiment_reports(wildcards):
+    """Each experiment's report folder (the aggregate rule's output)."""
     return [
-        f"{R}/{exp['dataset']}/{name}/report/index.md"
+        f"{R}/{exp['dataset']}/{name}/report"
         for name, exp in config["experiments"].items()
     ]
+
+
+def experiment_indexes(wildcards, input):
+    return [os.path.join(folder, "index.md") for folder in input]
+
+
+# `snakemake --report`: every table (Markdown, CSV, LaTeX) and figure of an experiment's report
+# folder, but no hidden file; filed by the names merflow.reporting gives them (which
+# workflow/report/experiment.rst tells apart alike, to caption each).
+REPORT_FILES = ["{name,[^./][^/]*}.{ext,md|csv|tex|png}"]
+REPORT_FORMATS = {"md": "Markdown", "csv": "CSV", "tex": "LaTeX", "png": "PNG"}
+REPORT_DATA_FILES = ("summary", "quarantine", "excluded_from_runs")
+
+
+def report_section(wildcards):
+    """The report subcategory of one file of an experiment's report folder."""
+    name = wildcards.name
+    if name == "index":
+        return "Overview"
+    if name in REPORT_DATA_FILES:
+        return "Data and left-out clips"
+    if name.endswith("_curves"):
+        return "Learning curves"
+    if name.endswith("_confusion"):
+        return "Confusion matrices"
+    if wildcards.ext == "png":
+        return "Predictions (beyond the paper)"
+    return "Tables"
+
+
+def report_labels(wildcards):
+    return {"file": wildcards.name, "format": REPORT_FORMATS[wildcards.ext]}
 
 
 def output_folder(wildcards, output):
     """The folder of a rule's first output (derived, not hard-coded, for remote file systems)."""
     return os.path.dirname(output[0])
+
+
+def predict_targets():
+    """One folder per entry of the optional `predict` section (nothing without it)."""
+    return [f"{R}/predict/{name}" for name in config.get("predict", {})]
+
+
+def predict_inputs(wildcards):
+    """The audio to tag, and the model's model.json (exported) or run.json (a run to make)."""
+    job = mfconfig.predict_job(config, wildcards.name)
+    exported = os.path.join(job["model"], "model.json")
+    if os.path.isfile(exported):
+        return {"audio": job["input"], "model": exported}
+    return {"audio": job["input"], "model": os.path.join(job["model"], "run.json")}
+
+
+def predict_settings(wildcards):
+    """Model folder, output format and the --plot flag of a predict job."""
+    job = mfconfig.predict_job(config, wildcards.name)
+    plot = "--plot" if job["plot"] else ""
+    return {"model": job["model"], "format": job["format"], "plot": plot}

@@ -36,7 +36,8 @@ checkpoint index:
     conda:
         ENV
     params:
-        spec=dataset_spec_json,
+        spec=index_spec_json,
+        sources=source_fingerprint,
         out=output_folder,
         shards=N_SHARDS,
         on_bad_audio=config["on_bad_audio"],

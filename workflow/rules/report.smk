@@ -1,4 +1,8 @@
-# Stage 6: aggregation over seeds into tables and figures laid out like the papers'.
+# Stage 6: aggregation over seeds into tables and figures laid out like the papers', each one
+# marked for `snakemake --report results/report.html` (captions in workflow/report/).
+
+
+report: "../report/workflow.rst"
 
 
 rule aggregate:
@@ -6,10 +10,13 @@ rule aggregate:
         metrics=experiment_metrics,
         quarantine=experiment_quarantine,
     output:
-        index=report(
-            f"{R}/{{dataset}}/{{experiment}}/report/index.md",
-            caption="../report/index.rst",
-            category="{experiment}",
+        report(
+            directory(f"{R}/{{dataset}}/{{experiment}}/report"),
+            patterns=REPORT_FILES,
+            caption="../report/experiment.rst",
+            category="{experiment} ({dataset})",
+            subcategory=report_section,
+            labels=report_labels,
         ),
     log:
         f"{R}/logs/aggregate/{{dataset}}/{{experiment}}.log",
@@ -18,10 +25,9 @@ rule aggregate:
     params:
         experiment=experiment_json,
         dataset=dataset_spec_json,
-        out=output_folder,
     shell:
         "merflow aggregate --experiment {wildcards.experiment:q} --spec {params.experiment:q}"
-        " --dataset {params.dataset:q} --out {params.out:q} --metrics {input.metrics:q}"
+        " --dataset {params.dataset:q} --out {output:q} --metrics {input.metrics:q}"
         " --quarantine {input.quarantine:q} > {log:q} 2>&1"
 
 
@@ -29,10 +35,17 @@ rule report_index:
     input:
         experiment_reports,
     output:
-        f"{R}/report/index.md",
+        report(
+            f"{R}/report/index.md",
+            caption="../report/report_index.rst",
+            category="Overview",
+            labels={"file": "index", "format": "Markdown"},
+        ),
     log:
         f"{R}/logs/aggregate/index.log",
     conda:
         ENV
+    params:
+        indexes=experiment_indexes,
     shell:
-        "merflow report-index --out {output:q} {input:q} > {log:q} 2>&1"
+        "merflow report-index --out {output:q} {params.indexes:q} > {log:q} 2>&1"

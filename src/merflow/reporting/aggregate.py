@@ -3,8 +3,8 @@
 ``aggregate`` reads every run, writes ``summary.csv`` (every metric, mean ± std over runs), the
 paper-layout tables and figures of the experiment's task (regression: Malik et al. 2017;
 classification: Velankar et al.), learning curves of every network, the quarantine lists, and
-last ``index.md``, which links them all (the Snakemake rule's declared output: written last, so
-its presence means the folder is complete).
+last ``index.md``, which links them all. The folder is written under a temporary name and
+renamed when complete (the Snakemake rule's output is the folder), so it is never half new.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from merflow.errors import DatasetError
+from merflow.io import atomic_dir
 from merflow.reporting import figures
 from merflow.reporting.context import ReportContext, model_label
 from merflow.reporting.index import read_quarantine, run_exclusions, write_experiment_index
@@ -47,10 +48,18 @@ def aggregate(
     if not run_dirs:
         raise DatasetError(f"experiment '{experiment}': no run directories to aggregate")
     runs = load_runs(run_dirs)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    ctx = ReportContext(experiment, dict(spec), dict(dataset), out)
+    final = Path(out_dir)
+    with atomic_dir(final) as out:
+        ctx = ReportContext(experiment, dict(spec), dict(dataset), out)
+        written = _write_report(ctx, runs, quarantine_paths)
+    return [final / p.relative_to(out) for p in written]
 
+
+def _write_report(
+    ctx: ReportContext, runs: Sequence[RunResult], quarantine_paths: Sequence[str | os.PathLike]
+) -> list[Path]:
+    """Every table, figure and list of the report into ``ctx.out_dir``, ``index.md`` last."""
+    out = ctx.out_dir
     regression = [r for r in runs if r.task == "regression"]
     classification = [r for r in runs if r.task == "classification"]
     if regression:

@@ -1,0 +1,137 @@
+"""Re-runs do exactly the work a change needs: Snakemake's plans (dry runs) after one change to
+the tiny run's config, and real re-runs after clips are added to a folder dataset."""
+
+from __future__ import annotations
+
+import zlib
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from workflow_utils import TINY, executed_jobs, planned_jobs, snakemake, tiny_config
+
+pytestmark = pytest.mark.slow
+
+REPORT_JOBS = {"aggregate": 1, "report_index": 1, "all": 1}
+UPSTREAM = {"synthesize", "index", "extract_features", "merge_features", "make_split"}
+
+
+def rules_of(jobs: list[tuple[str, dict[str, str]]]) -> Counter:
+    return Counter(rule for rule, _ in jobs)
+
+
+def values_of(jobs: list[tuple[str, dict[str, str]]], wildcard: str) -> set[str]:
+    """The values ``wildcard`` takes over the jobs that have it."""
+    return {w[wildcard] for _, w in jobs if wildcard in w}
+
+
+def test_a_second_run_does_nothing(tiny_run):
+    assert planned_jobs(tiny_run, TINY) == []
+
+
+def test_a_model_option_reruns_that_models_jobs_and_the_report_only(tiny_run):
+    config = tiny_config()
+    config["model_options"] = {"malik_crnn_nb": {"maxout_pieces": 2}}
+    jobs = planned_jobs(tiny_run, config)
+    assert rules_of(jobs) == {"train": 1, "evaluate": 1, **REPORT_JOBS}
+    assert values_of(jobs, "model") == {"malik_crnn_nb"}
+    assert values_of(jobs, "experiment") == {"malik"}
+
+
+def test_adding_a_seed_adds_only_that_seeds_jobs(tiny_run):
+    config = tiny_config()
+    config["experiments"]["velankar"]["seeds"] = [0, 1]
+    jobs = planned_jobs(tiny_run, config)
+    # the baseline (majority) is a deterministic fit: one run stands for every seed
+    assert rules_of(jobs) == {"train": 1, "evaluate": 1, **REPORT_JOBS}
+    assert values_of(jobs, "seed") == {"1"} and values_of(jobs, "model") == {"velankar_crnn"}
+
+
+@pytest.mark.parametrize(
+    ("experiment", "model", "fit"),
+    [("malik", "mean", "fit_baseline"), ("velankar", "velankar_parallel", "train")],
+)
+def test_adding_a_model_adds_only_its_jobs(tiny_run, experiment, model, fit):
+    config = tiny_config()
+    config["experiments"][experiment]["models"].append(model)
+    jobs = planned_jobs(tiny_run, config)
+    assert rules_of(jobs) == {fit: 1, "evaluate": 1, **REPORT_JOBS}
+    assert values_of(jobs, "model") == {model}
+    assert values_of(jobs, "experiment") == {experiment}
+
+
+def test_a_feature_parameter_reruns_that_feature_and_what_depends_on_it(tiny_run):
+    config = tiny_config()
+    config["features"]["logmel"]["n_mels"] = 96
+    jobs = planned_jobs(tiny_run, config)
+    assert rules_of(jobs) == {
+        "extract_features": 2,  # both shards of logmel
+        "merge_features": 1,
+        "train": 1,  # velankar_crnn
+        "fit_baseline": 1,  # majority
+        "evaluate": 2,
+        **REPORT_JOBS,
+    }
+    assert values_of(jobs, "feature") == {"logmel"}
+    assert values_of(jobs, "experiment") == {"velankar"}
+
+
+# --- adding clips to a real (folder) dataset ------------------------------------------------------
+
+N_SHARDS = 4
+FOLDER_CONFIG = {
+    "features": {"shards": N_SHARDS, "logmel": {"n_frames": 32}},
+    "experiments": {
+        "velankar": {
+            "dataset": "songs",
+            "features": ["logmel"],
+            "models": ["majority"],
+            "seeds": [0],
+            "split": {"method": "holdout", "test_fraction": 0.25, "val_fraction": 0.2},
+        }
+    },
+}
+
+
+def write_clip(path: Path, frequency: float, seconds: float = 2.0, rate: int = 22050) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(seconds * rate)) / rate
+    sf.write(path, 0.3 * np.sin(2 * np.pi * frequency * t), rate)
+
+
+def shard_of(clip_id: str) -> int:
+    """The documented assignment (merflow.datasets.index.shard_of), computed independently."""
+    return zlib.crc32(clip_id.encode("utf-8")) % N_SHARDS
+
+
+def test_adding_clips_reextracts_only_the_shards_they_fall_in(tmp_path):
+    root = tmp_path / "songs"
+    for i in range(8):
+        write_clip(root / ("happy" if i % 2 else "sad") / f"clip{i}.wav", 220.0 * (1 + i))
+    config = {"datasets": {"songs": {"adapter": "folder", "root": str(root)}}, **FOLDER_CONFIG}
+    work = tmp_path / "work"
+    work.mkdir()
+    first = snakemake(work, config)
+    assert first.returncode == 0, first.stderr[-4000:]
+    features = work / "results/songs/features/logmel"
+    before = {p.name: p.stat().st_mtime_ns for p in features.glob("shard-*.parquet")}
+    assert len(before) == 2 * N_SHARDS  # a table and a quarantine table a shard
+
+    new_ids = ["added_a", "added_b"]
+    for clip_id in new_ids:
+        write_clip(root / "happy" / f"{clip_id}.wav", 1000.0)
+    changed = {shard_of(i) for i in new_ids}
+    assert len(changed) < N_SHARDS  # else the test would prove nothing
+    second = snakemake(work, config)
+    assert second.returncode == 0, second.stderr[-4000:]
+
+    jobs = executed_jobs(second.stderr)  # a real run logs its jobs on stderr
+    extracted = {int(w["shard"]) for rule, w in jobs if rule == "extract_features"}
+    assert extracted == changed
+    assert rules_of(jobs)["index"] == 1 and rules_of(jobs)["merge_features"] == 1
+    after = {p.name: p.stat().st_mtime_ns for p in features.glob("shard-*.parquet")}
+    untouched = {n for n in before if int(n.split("-")[1].split(".")[0]) not in changed}
+    assert all(after[n] == before[n] for n in untouched)
+    assert planned_jobs(work, config) == []  # and then all is up to date again
