@@ -203,3 +203,12 @@ def test_root_given_as_a_string_works_like_the_cli_passes_it(tmp_path):
     spec = small_dataset(tmp_path / "data")
     result = build_index({**spec, "root": str(spec["root"])}, tmp_path / "out")
     assert result.n_clips == 5
+
+
+def test_a_dangling_symlink_in_a_class_folder_is_quarantined_not_dropped(tmp_path):
+    spec = small_dataset(tmp_path / "data")
+    (tmp_path / "data" / "up" / "gone.wav").symlink_to(tmp_path / "moved-away.wav")
+    build_index(spec, tmp_path / "out")
+    quarantine = read_table(tmp_path / "out" / "quarantine.parquet")
+    assert "gone" in set(quarantine["clip_id"])
+    assert "gone" not in set(read_table(tmp_path / "out" / "clips.parquet")["clip_id"])

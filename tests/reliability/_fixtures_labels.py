@@ -1,4 +1,4 @@
-"""Tiny datasets with one planted fault each, for the bad-label and bad-audio tests.
+"""Tiny datasets with one planted fault each, for the bad-label tests (and the bad-audio ones).
 
 Every builder writes a small, valid dataset (three 2-second WAVs, ids ``a``, ``b``, ``c``) into a
 folder, plants exactly one fault, and returns a :class:`Case`: the spec to index, the clip id(s)
@@ -184,6 +184,56 @@ def folder_contradicts_annotations(root: Path) -> Case:
     return Case(spec, ["b"], "lies in folder 'happy' but annotations.csv labels it sad", ["b.wav"])
 
 
+def time_missing(root: Path) -> Case:
+    spec = annotated(root, {"a": [(0.5, 0.1, 0.0), (float("nan"), 0.1, 0.0)]})
+    return Case(spec, ["a"], "an annotation row has no time", ["a.wav", "fill in"])
+
+
+def time_twice(root: Path) -> Case:
+    spec = annotated(root, {"b": [(0.5, 0.1, 0.0), (0.5, 0.2, 0.0), (1.0, 0.1, 0.0)]})
+    return Case(spec, ["b"], "two annotation rows for t=0.5 s", ["b.wav", "keep one"])
+
+
+def time_at_start(root: Path) -> Case:
+    spec = annotated(root, {"c": [(0.0, 0.1, 0.0), (0.5, 0.1, 0.0)]})
+    return Case(spec, ["c"], "t=0 s is not after the start of the audio", ["c.wav", "shift"])
+
+
+def annotations_for_unknown_id(root: Path) -> Case:
+    spec = annotated(root)
+    with (root / "targets.csv").open("a", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerow(["zz", 0.5, 0.1, 0.1])
+    return Case(spec, ["zz"], "the manifest has no such clip", ["targets.csv", "zz"])
+
+
+def annotated_song_without_audio(root: Path) -> Case:
+    rows = {i: [0.1, 0.2, 0.3, 0.4] for i in ("2", "3", "4", "99")}
+    spec = deam(root, arousal=rows, valence=rows)
+    return Case(spec, ["99"], "no audio file is at this path", ["99.mp3", "put its audio"])
+
+
+def absolute_path_outside_root(root: Path) -> Case:
+    elsewhere = write_wav(root / "elsewhere" / "x.wav")
+    rows = [["a", "audio/a.wav", "happy"], ["x", str(elsewhere), "sad"]]
+    spec = labelled(root / "dataset", rows + [["c", "audio/c.wav", "sad"]])
+    return Case(spec, ["x"], "leads outside the dataset root", ["line 3", "allow_outside_root"])
+
+
+def song_id_leading_outside_root(root: Path) -> Case:
+    """An annotations CSV is a manifest too: a song id ``../../secret/x`` must not reach out."""
+    (root / "secret").mkdir(parents=True)
+    tone = 0.1 * np.sin(2 * np.pi * 220 * np.arange(int(SECONDS * RATE)) / RATE)
+    sf.write(root / "secret" / "x.mp3", tone, RATE, format="MP3", subtype="MPEG_LAYER_III")
+    rows = {i: [0.1, 0.2, 0.3, 0.4] for i in ("2", "3", "4", "../../secret/x")}
+    spec = deam(root / "deam", arousal=rows, valence=rows)
+    return Case(
+        spec,
+        ["../../secret/x"],
+        "leads outside the dataset root",
+        ["secret/x", "allow_outside_root"],
+    )
+
+
 LABEL_FAULTS: dict[str, Callable[[Path], Case]] = {
     "missing label": missing_label,
     "missing valence row": missing_valence_row,
@@ -196,30 +246,11 @@ LABEL_FAULTS: dict[str, Callable[[Path], Case]] = {
     "annotations past the end": annotations_past_end,
     "path outside root": path_outside_root,
     "folder contradicts annotations": folder_contradicts_annotations,
+    "annotation time missing": time_missing,
+    "annotation time twice": time_twice,
+    "annotation at t=0": time_at_start,
+    "annotations for an unknown id": annotations_for_unknown_id,
+    "annotated song without audio": annotated_song_without_audio,
+    "absolute path outside root": absolute_path_outside_root,
+    "song id leading outside root": song_id_leading_outside_root,
 }
-
-
-# --- bad audio: clip ``b`` is replaced by a broken file -----------------------------------------
-
-
-def with_broken_audio(root: Path, file_name: str, content: bytes, reason: str) -> Case:
-    """A labelled dataset whose clip ``b`` is ``audio/<file_name>`` holding ``content``."""
-    rows = [["a", "audio/a.wav", "happy"], ["b", f"broken/{file_name}", "sad"]]
-    spec = labelled(root, rows + [["c", "audio/c.wav", "sad"]])
-    (root / "broken").mkdir(exist_ok=True)
-    (root / "broken" / file_name).write_bytes(content)
-    return Case(spec, ["b"], reason, [file_name, reason])
-
-
-def audio_faults(real_mp3: Path) -> dict[str, tuple[str, bytes, str]]:
-    """name → (file name, content, reason fragment); the MP3 cuts come from a real file."""
-    mp3 = real_mp3.read_bytes()
-    noise = np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes()
-    return {
-        "zero bytes": ("empty.wav", b"", "empty (0 bytes)"),
-        "random bytes named .mp3": ("noise.mp3", noise, "unreadable audio"),
-        "text named .wav": ("notes.wav", b"title,artist\nsong,someone\n", "unreadable audio"),
-        "MP3 cut to 400 bytes": ("cut.mp3", mp3[:400], "unreadable audio"),
-        # the header survives, so the header promises the full length: only decoding tells
-        "MP3 cut to 3000 bytes": ("cut_header_kept.mp3", mp3[:3000], "truncated"),
-    }

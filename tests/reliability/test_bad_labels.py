@@ -1,4 +1,5 @@
-"""Bad labels and bad audio at index time, under both policies.
+"""Bad labels at index time, under both policies (bad audio: test_bad_audio.py); classes a split
+cannot serve, at the splits stage.
 
 ``fail``: the run stops with a DatasetError naming the file or row and the fix, and writes nothing.
 ``quarantine``: exactly the bad clip is listed (with a reason), every other clip is indexed.
@@ -6,23 +7,21 @@
 
 from __future__ import annotations
 
-import csv
+import json
+import subprocess
+import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
-from _fixtures_labels import (
-    GOOD_IDS,
-    LABEL_FAULTS,
-    Case,
-    audio_faults,
-    labelled,
-    with_broken_audio,
-    write_wav,
-)
+from _fixtures_labels import GOOD_IDS, LABEL_FAULTS, Case, labelled
 
 from merflow.datasets.index import build_index
 from merflow.errors import DatasetError
-from merflow.io import read_table
+from merflow.io import read_table, write_table
+from merflow.splits import make_splits
+
+MERFLOW = Path(sys.executable).with_name("merflow")
 
 
 def assert_fails_naming(case: Case, out: Path) -> None:
@@ -56,71 +55,54 @@ def test_label_fault_quarantines_only_the_bad_clip(fault, tmp_path):
     assert_quarantines_exactly(LABEL_FAULTS[fault](tmp_path / "data"), tmp_path / "out")
 
 
-@pytest.fixture(scope="module")
-def broken_audio(shared_data):
-    return audio_faults(shared_data / "emomusic-sample" / "clips_45seconds" / "2.mp3")
-
-
-AUDIO_FAULT_NAMES = [
-    "zero bytes",
-    "random bytes named .mp3",
-    "text named .wav",
-    "MP3 cut to 400 bytes",
-    "MP3 cut to 3000 bytes",
-]
-
-
-@pytest.mark.parametrize("fault", AUDIO_FAULT_NAMES)
-def test_broken_audio_fails(fault, broken_audio, tmp_path):
-    assert_fails_naming(
-        with_broken_audio(tmp_path / "data", *broken_audio[fault]), tmp_path / "out"
-    )
-
-
-@pytest.mark.parametrize("fault", AUDIO_FAULT_NAMES)
-def test_broken_audio_is_quarantined(fault, broken_audio, tmp_path):
-    case = with_broken_audio(tmp_path / "data", *broken_audio[fault])
-    assert_quarantines_exactly(case, tmp_path / "out")
-
-
-AWKWARD_NAMES = [
-    "with space",
-    'it\'s "quoted"',
-    "ünïcødé – 音楽",
-    "$(touch pwned)",
-    "semi;colon",
-    "-leading-dash",
-]
-
-
-def test_awkward_file_names_index_fine_in_folders(tmp_path):
-    root = tmp_path / "data"
-    for k, stem in enumerate(AWKWARD_NAMES):
-        write_wav(root / ("happy" if k % 2 else "sad") / f"{stem}.wav")
-    spec = {"name": "awkward", "adapter": "folder", "root": root}
-    result = build_index(spec, tmp_path / "out", on_bad_audio="fail")
-    clips = read_table(tmp_path / "out" / "clips.parquet")
-    assert result.n_clips == len(AWKWARD_NAMES)
-    assert sorted(clips["clip_id"]) == sorted(AWKWARD_NAMES)
-    assert all(Path(p).is_file() for p in clips["path"])
-    assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
-
-
-def test_awkward_file_names_index_fine_in_a_manifest(tmp_path):
-    root = tmp_path / "data"
-    rows = []
-    for k, stem in enumerate(AWKWARD_NAMES):
-        write_wav(root / "audio" / f"{stem}.wav")
-        rows.append([f"audio/{stem}.wav", "happy" if k % 2 else "sad"])
-    with (root / "manifest.csv").open("w", newline="", encoding="utf-8") as fh:
-        csv.writer(fh).writerows([["path", "label"], *rows])
-    spec = {"name": "awkward", "adapter": "manifest", "root": root}
-    build_index(spec, tmp_path / "out", on_bad_audio="fail")
-    clips = read_table(tmp_path / "out" / "clips.parquet")
-    assert sorted(clips["clip_id"]) == sorted(f"audio/{s}" for s in AWKWARD_NAMES)
-
-
 def test_good_fixture_has_no_fault(tmp_path):
     """The builders' base datasets are clean, so each fault above is the only one."""
     build_index(labelled(tmp_path / "data"), tmp_path / "out", on_bad_audio="fail")
     assert sorted(read_table(tmp_path / "out" / "clips.parquet")["clip_id"]) == list(GOOD_IDS)
+
+
+# --- classes a split cannot serve: the splits stage stops (`merflow splits`) ------------------
+
+
+def split_cli(clips: Path, settings: dict, out: Path) -> subprocess.CompletedProcess:
+    args = ["splits", "--clips", str(clips), "--settings", json.dumps(settings)]
+    args += ["--split-id", f"holdout-s{settings['seed']}", "--out", str(out)]
+    return subprocess.run([str(MERFLOW), *args], capture_output=True, text=True, timeout=120)
+
+
+def clips_with_a_rare_class(path: Path, n_rare: int) -> pd.DataFrame:
+    labels = ["common"] * 30 + ["rare"] * n_rare
+    ids = [f"clip{i:02d}" for i in range(len(labels))]
+    clips = pd.DataFrame({"clip_id": ids, "group": ids, "label": labels})
+    write_table(clips, path)
+    return clips
+
+
+def seed_stranding_a_class(clips: pd.DataFrame) -> int:
+    """A seed whose unstratified holdout puts the single 'rare' song in test only."""
+    for seed in range(100):
+        try:
+            make_splits(clips, None, method="holdout", seed=seed, stratify="none")
+        except DatasetError as err:
+            if "appear in test but not in train" in str(err):
+                return seed
+    raise AssertionError("no seed puts the rare class in test only")
+
+
+def test_a_class_only_in_the_test_split_stops_the_splits_stage(tmp_path):
+    clips = clips_with_a_rare_class(tmp_path / "clips.parquet", n_rare=1)
+    settings = {"method": "holdout", "seed": seed_stranding_a_class(clips), "stratify": "none"}
+    run = split_cli(tmp_path / "clips.parquet", settings, tmp_path / "split.parquet")
+    assert run.returncode == 2
+    assert "class(es) ['rare'] appear in test but not in train" in run.stderr
+    assert "split.stratify: label" in run.stderr and "Traceback" not in run.stderr
+    assert not (tmp_path / "split.parquet").exists()
+
+
+def test_a_class_too_small_for_train_val_and_test_stops_the_splits_stage(tmp_path):
+    clips_with_a_rare_class(tmp_path / "clips.parquet", n_rare=2)
+    settings = {"method": "holdout", "seed": 0, "val_fraction": 0.2}  # stratified by label
+    run = split_cli(tmp_path / "clips.parquet", settings, tmp_path / "split.parquet")
+    assert run.returncode == 2
+    assert "'rare' has 2, but at least 3 are needed" in run.stderr
+    assert not (tmp_path / "split.parquet").exists()

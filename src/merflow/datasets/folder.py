@@ -106,7 +106,13 @@ def _scan_class_folders(audio_dir: Path, extensions: tuple[str, ...], index: Raw
                 "folder of its class",
             )
         elif entry.is_dir():
-            files = [p for p in sorted(entry.rglob("*")) if p.is_file() and not _hidden(p, entry)]
+            # A dangling symlink is no file, but it is a clip the user meant: it goes on and is
+            # quarantined as unreadable instead of vanishing.
+            files = [
+                p
+                for p in sorted(entry.rglob("*"))
+                if (p.is_file() or p.is_symlink() and not p.exists()) and not _hidden(p, entry)
+            ]
             audio = [p for p in files if p.suffix.lower() in extensions]
             if not audio:
                 continue  # not a class folder

@@ -8,11 +8,13 @@ identically for every dataset, and applies the bad-input policy ``on_bad_audio``
 * ``fail`` — any bad clip stops the run before anything is written: a :class:`DatasetError`
   lists every problem found (file or row, what is wrong, what to do).
 
-The checks, in order (a clip gets the reason of the first it fails): unique clip ids; an audio
-file where the labels point; a label among the classes (labelled datasets); annotations for every
-clip, with finite times on the window grid, no time twice, arousal and valence present and in
-[-1, 1] (time-continuous datasets); audio whose header reads and whose end decodes (a truncated
-download keeps its header); annotations that end within one window of the audio's end.
+First, a clip whose path leads outside the dataset root is refused unless the dataset sets
+``allow_outside_root`` (whichever adapter formed the path). The checks, in order (a clip gets the
+reason of the first it fails): unique clip ids; an audio file where the labels point; a label
+among the classes (labelled datasets); annotations for every clip, with finite times on the
+window grid, no time twice, arousal and valence present and in [-1, 1] (time-continuous
+datasets); audio whose header reads and whose end decodes (a truncated download keeps its
+header); annotations that end within one window of the audio's end.
 
 Probing reads headers only (plus one short seek to the end), so thousands of files index in
 seconds. Outputs are sorted by ``clip_id`` and written through :mod:`merflow.io`, so a re-run on
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,6 +113,7 @@ def build_index(
         raise ConfigError(f"the number of shards must be a positive integer, got {n_shards!r}")
     spec = {**spec, "root": Path(spec["root"])} if spec.get("root") else dict(spec)
     raw = read_dataset(spec)
+    _refuse_paths_outside_root(raw, spec)
     clips, targets, quarantine = validate(raw)
     name = spec["name"]
     if quarantine and on_bad_audio == "fail":
@@ -152,6 +156,29 @@ def _check_root(spec: dict) -> None:
             f"dataset '{spec['name']}': root {root} is not a folder. Download {hint}, unpack "
             f"it, and point 'datasets.{spec['name']}.root' at it"
         )
+
+
+def _refuse_paths_outside_root(raw: RawIndex, spec: dict) -> None:
+    """Quarantine clips whose path leads outside the root, whichever adapter formed it (a song id
+    ``../x`` in DEAM's annotations would), unless ``allow_outside_root``. Containment is judged on
+    the normalized path, as the manifest adapter does: symlinks inside the root may point anywhere.
+    """
+    if not spec.get("root") or spec.get("allow_outside_root") or raw.clips.empty:
+        return
+    root = os.path.normpath(spec["root"])
+    paths = raw.clips["path"].astype(str)
+    outside = ~paths.map(lambda p: Path(os.path.normpath(p)).is_relative_to(root))
+    for clip_id, path in zip(raw.clips["clip_id"][outside], paths[outside], strict=True):
+        raw.exclude(
+            clip_id,
+            path,
+            f"its path leads outside the dataset root {root}; move the file under the root, or "
+            f"set 'allow_outside_root: true' for dataset '{spec['name']}'",
+        )
+    if raw.targets is not None:
+        left_out = raw.clips["clip_id"][outside].astype(str)
+        raw.targets = raw.targets[~raw.targets["clip_id"].astype(str).isin(left_out)]
+    raw.clips = raw.clips[~outside].reset_index(drop=True)
 
 
 def shard_of(clip_id: str, n_shards: int) -> int:
@@ -282,8 +309,20 @@ def _first_bad_target_row(targets: pd.DataFrame) -> dict[str, str]:
     t = targets["t"].to_numpy()
     steps = t / WINDOW_S
     checks = [
-        (~np.isfinite(t), lambda i: "an annotation row has no time (t is empty or not a number)"),
-        (t <= 0, lambda i: f"annotation time t={t[i]:g} s is not after the start of the audio"),
+        (
+            ~np.isfinite(t),
+            lambda i: (
+                "an annotation row has no time (t is empty or not a number); fill in its "
+                "window end time or remove the row"
+            ),
+        ),
+        (
+            t <= 0,
+            lambda i: (
+                f"annotation time t={t[i]:g} s is not after the start of the audio; times are "
+                f"window ends ({WINDOW_S:g} s, {2 * WINDOW_S:g} s, …): shift the annotations"
+            ),
+        ),
         (
             np.abs(steps - np.round(steps)) > GRID_TOLERANCE,
             lambda i: (

@@ -32,6 +32,11 @@ from merflow.features.windows import window_end_times
 log = logging.getLogger(__name__)
 
 ON_BAD_AUDIO = ("quarantine", "fail")
+TRUNCATION_TOLERANCE_S = 1.0
+FAIL_HINT = (
+    "Fix or remove the file, or set on_bad_audio: quarantine to leave such clips out (they are "
+    "then listed in features/<feature>.quarantine.parquet)"
+)
 
 
 @dataclass
@@ -62,12 +67,12 @@ def extract_features(
     params = {name: resolve_params(name, p) for name, p in params_by_name.items()}
     collected = {name: _Collected() for name in params}
     quarantined: list[dict] = []
-    for clip_id, path in _iterate(clips, progress, ", ".join(params)):
+    for clip_id, path, indexed_s in _iterate(clips, progress, ", ".join(params)):
         try:
-            results = compute_all(path, params)
+            results = compute_all(path, params, indexed_s=indexed_s)
         except AudioError as exc:
             if on_bad_audio == "fail":
-                raise
+                raise AudioError(exc.path, f"{exc.reason}. {FAIL_HINT}") from exc
             log.warning("quarantined %s: %s", clip_id, exc)
             quarantined.append(
                 {"clip_id": clip_id, "path": path, "stage": "features", "reason": exc.reason}
@@ -97,15 +102,19 @@ def extract_shard(
 
 
 def compute_all(
-    path: str, params: Mapping[str, dict[str, Any]]
+    path: str, params: Mapping[str, dict[str, Any]], *, indexed_s: float | None = None
 ) -> dict[str, tuple[np.ndarray, Any]]:
     """Decode ``path`` once per sample rate and compute each feature: ``{name: (matrix, extra)}``.
 
     ``extra`` is the window end times for windowed features and ``n_valid_frames`` for
-    frame-level ones. Raises AudioError for undecodable audio or non-finite feature values.
+    frame-level ones. Raises AudioError for undecodable audio, for audio that decodes more than
+    a second shorter than the ``indexed_s`` seconds its header promised at the index stage (the
+    file was cut or replaced since), and for non-finite feature values.
     """
     rates = sorted({p["sample_rate"] for p in params.values()})
     decoded = {rate: DecodedClip(audio.load(path, rate), rate) for rate in rates}
+    if indexed_s is not None and rates:
+        _check_length(path, decoded[rates[0]].duration_s, indexed_s)
     results = {}
     for name, feature_params in params.items():
         clip = decoded[feature_params["sample_rate"]]
@@ -129,6 +138,16 @@ def compute_all(
     return results
 
 
+def _check_length(path: str, decoded_s: float, indexed_s: float) -> None:
+    # The index stage lets a cut within the last second pass (datasets.index.probe_clip).
+    if decoded_s < indexed_s - TRUNCATION_TOLERANCE_S:
+        raise AudioError(
+            path,
+            f"decodes to {decoded_s:.2f} s but its header promised {indexed_s:.2f} s at the "
+            "index stage: the file was cut or replaced since; re-download it and index again",
+        )
+
+
 def _check_clips(clips: pd.DataFrame) -> None:
     missing = [c for c in ("clip_id", "path") if c not in clips.columns]
     if missing:
@@ -141,7 +160,11 @@ def _check_clips(clips: pd.DataFrame) -> None:
 
 
 def _iterate(clips: pd.DataFrame, progress: bool, label: str):
-    rows = zip(clips["clip_id"].astype(str), clips["path"].astype(str), strict=True)
+    """``(clip_id, path, indexed duration or None)`` per clip."""
+    durations = clips["duration_s"] if "duration_s" in clips else [None] * len(clips)
+    durations = [None if pd.isna(d) else float(d) for d in durations]
+    ids, paths = clips["clip_id"].astype(str), clips["path"].astype(str)
+    rows = zip(ids, paths, durations, strict=True)
     if not progress:
         return rows
     from tqdm import tqdm
