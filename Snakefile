@@ -19,9 +19,11 @@ include: "workflow/rules/features.smk"
 include: "workflow/rules/splits.smk"
 include: "workflow/rules/training.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/predict.smk"
 
 
 rule all:
     default_target: True
     input:
         all_targets(),
+        predict_targets(),  # empty unless the config has a `predict` section

@@ -35,3 +35,12 @@ def test_a_user_error_is_one_line_and_exit_code_2(tmp_path, capsys):
     assert code == 2
     assert err.startswith("merflow provided-features: error:") and "nowhere" in err
     assert "Traceback" not in err
+
+
+def test_a_missing_input_file_is_named_without_a_traceback(tmp_path, capsys):
+    missing = tmp_path / "clips.parquet"
+    argv = ["features", "--clips", str(missing), "--feature", "logmel", "--shard", "0"]
+    code = cli.main([*argv, "--out", str(tmp_path / "o.parquet"), "--quarantine", "q.parquet"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("merflow features: error:") and str(missing) in err

@@ -59,9 +59,9 @@ def cmd_features(args: argparse.Namespace) -> None:
     from merflow.datasets.index import quarantine_table
     from merflow.io import read_table, write_table
 
+    params = features.resolve_params(args.feature, args.params)
     clips = read_table(args.clips)
     clips = clips[clips["shard"] == args.shard].reset_index(drop=True)
-    params = features.resolve_params(args.feature, args.params)
     table, quarantined = features.extract_shard(
         clips, args.feature, params, on_bad_audio=args.on_bad_audio, progress=args.progress
     )
@@ -192,6 +192,28 @@ def cmd_report_index(args: argparse.Namespace) -> None:
     print(f"merflow: tables and figures are indexed in {out}")
 
 
+# --- using a trained model ---------------------------------------------------------------------
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    import torch
+
+    from merflow.predict import load_model, predict_files
+    from merflow.training import select_device
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = load_model(args.model, select_device(args.gpu > 0))
+    report = predict_files(model, args.inputs, args.out, fmt=args.format, plot=args.plot)
+    print(f"merflow predict: {report.describe()}", file=sys.stderr)
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from merflow.export import export
+
+    print(f"merflow export: model written to {export(args.run_dir, args.out)}", file=sys.stderr)
+
+
 # --- the parser ------------------------------------------------------------------------------
 
 
@@ -260,7 +282,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq-len", default="full", help="windows per sequence, or 'full'")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model-options", type=_json_arg, default={})
-    p.add_argument("--train", type=_json_arg, default={}, help="epochs, patience, batch_size, lr")
+    p.add_argument(
+        "--train",
+        type=_json_arg,
+        default={},
+        help="training settings as JSON: epochs, patience, batch_size, lr and the recipe keys "
+        "of merflow.recipes (docs/recipes.md); unset keys keep the paper recipe",
+    )
     p.add_argument("--gpu", type=int, default=1, help="0 forces the CPU")
     p.add_argument("--threads", type=int)
     p.set_defaults(func=cmd_train)
@@ -289,6 +317,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("indexes", type=Path, nargs="+")
     p.set_defaults(func=cmd_report_index)
 
+    p = sub.add_parser("predict", help="tag new audio with a trained run or an exported model")
+    p.add_argument("--model", type=Path, required=True, help="a run folder or an exported model")
+    p.add_argument("--out", type=Path, default=Path("predictions"), help="folder for the tables")
+    p.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    p.add_argument("--plot", action="store_true", help="also a PNG per song")
+    p.add_argument("--gpu", type=int, default=1, help="0 forces the CPU")
+    p.add_argument("--threads", type=int)
+    p.add_argument("inputs", type=Path, nargs="+", help="audio files or folders (searched deeply)")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="a run as one self-contained model folder")
+    p.add_argument("run_dir", type=Path, help="a finished run folder")
+    p.add_argument("out", type=Path, help="the model folder to write")
+    p.set_defaults(func=cmd_export)
+
     return parser
 
 
@@ -303,6 +346,14 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except MerflowError as exc:
         print(f"merflow {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        missing = exc.filename or exc  # pyarrow names the file in its message only
+        print(
+            f"merflow {args.command}: error: {missing}: no such file; check the path "
+            "(inputs of the workflow's stages are made by the stage before)",
+            file=sys.stderr,
+        )
         return 2
     return 0
 
