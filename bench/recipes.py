@@ -277,6 +277,13 @@ def bench_dataset(info: dict, args, results: list[dict]) -> None:
                 continue
             lengths = SEQ_LENS if model in REGRESSORS else (None,)
             overrides = json.loads(args.overrides).get(recipe, {})
+
+            run = {
+                "dataset": info["name"],
+                "model": model,
+                "recipe": f"{recipe}{args.variant}",
+                "split": split.stem,
+            }
             by_len = {}
             for seq_len in lengths:
                 dirs = []
@@ -302,27 +309,14 @@ def bench_dataset(info: dict, args, results: list[dict]) -> None:
                         headline(m),
                         time.perf_counter() - started,
                     )
-                    results.append(
-                        {
-                            "dataset": info["name"],
-                            "model": model,
-                            "recipe": f"{recipe}{args.variant}",
-                            "seq_len": seq_len,
-                            "split": split.stem,
-                            "kind": "single",
-                            **headline(m),
-                        }
-                    )
+                    results.append({**run, "seq_len": seq_len, "kind": "single", **headline(m)})
                     dirs.append(d)
                 by_len[seq_len] = dirs
                 if len(dirs) > 1:
                     results.append(
                         {
-                            "dataset": info["name"],
-                            "model": model,
-                            "recipe": f"{recipe}{args.variant}",
+                            **run,
                             "seq_len": seq_len,
-                            "split": split.stem,
                             "kind": "seed ensemble",
                             **ensemble_scores(dirs, task),
                         }
@@ -331,11 +325,8 @@ def bench_dataset(info: dict, args, results: list[dict]) -> None:
                 all_dirs = [d for dirs in by_len.values() for d in dirs]
                 results.append(
                     {
-                        "dataset": info["name"],
-                        "model": model,
-                        "recipe": f"{recipe}{args.variant}",
+                        **run,
                         "seq_len": "all",
-                        "split": split.stem,
                         "kind": "seq_len + seed ensemble",
                         **ensemble_scores(all_dirs, task),
                     }

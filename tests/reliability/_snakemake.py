@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import yaml
-from workflow_utils import REPO, SNAKEMAKE
+from workflow_utils import REPO, SNAKEMAKE, snakemake
 
 # A synthetic dataset and both papers' stages, small enough for a run of about a minute on 2 cores.
 TINY = {
@@ -42,6 +42,13 @@ TINY = {
     },
 }
 MALIK_RUN = "tiny/malik/runs/logmel_500ms/malik_crnn_nb/len4/holdout-s0/seed0"
+
+
+def run_tiny(workdir: Path) -> Path:
+    """The TINY workflow run to its end in ``workdir``."""
+    out = snakemake(workdir, TINY)
+    assert out.returncode == 0, out.stderr[-4000:]
+    return workdir
 
 
 def start_snakemake(workdir: Path, config: dict, *args: str, output: str) -> subprocess.Popen:

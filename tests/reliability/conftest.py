@@ -6,13 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from _snakemake import TINY
-from workflow_utils import snakemake
+from _snakemake import run_tiny
 
 
 @pytest.fixture(scope="session")
 def reference_run(tmp_path_factory) -> Path:
-    workdir = tmp_path_factory.mktemp("reference_run")
-    out = snakemake(workdir, TINY)
-    assert out.returncode == 0, out.stderr[-4000:]
-    return workdir
+    return run_tiny(tmp_path_factory.mktemp("reference_run"))

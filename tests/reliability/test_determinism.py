@@ -21,18 +21,14 @@ from _compare import (
     run_result,
     same_weights,
 )
-from _snakemake import MALIK_RUN, TINY
-from workflow_utils import snakemake
+from _snakemake import MALIK_RUN, run_tiny
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def second_run(tmp_path_factory) -> Path:
-    workdir = tmp_path_factory.mktemp("second_run")
-    out = snakemake(workdir, TINY)
-    assert out.returncode == 0, out.stderr[-4000:]
-    return workdir
+    return run_tiny(tmp_path_factory.mktemp("second_run"))
 
 
 def test_every_table_without_clock_or_path_is_byte_identical(reference_run, second_run):
