@@ -119,8 +119,10 @@ def _check_semantics(config: dict) -> None:
                 f"config error: experiment '{name}' trains {', '.join(SEQUENCE_MODELS)} but sets "
                 "no 'seq_len' (a list of sequence lengths in 500 ms windows, e.g. [10, 20, 30, 60])"
             )
-        frame_networks = [m for m in exp["models"] if MODEL_KINDS[m][1] == "frames"]
-        if "logmel" in exp["features"] and set(frame_networks) - set(BASELINE_MODELS):
+        trains_frame_network = any(
+            MODEL_KINDS[m][1] == "frames" and m not in BASELINE_MODELS for m in exp["models"]
+        )
+        if "logmel" in exp["features"] and trains_frame_network:
             _check_input_frames(config, name)
     for name, spec in datasets.items():
         check_dataset_root(name, spec)
