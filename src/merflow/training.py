@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F  # noqa: N812 (the torch convention)
+from sklearn.metrics import f1_score
 from torch import nn
 
 from merflow import augment, baselines, models
@@ -345,16 +346,6 @@ def classification_scores(probabilities: np.ndarray, labels: np.ndarray) -> tupl
     return loss, float((probabilities.argmax(1) == labels).mean())
 
 
-def macro_f1(predicted: np.ndarray, labels: np.ndarray) -> float:
-    """Mean over the classes present (in truth or prediction) of each class's F1."""
-    scores = []
-    for c in np.union1d(predicted, labels):
-        tp = np.sum((predicted == c) & (labels == c))
-        fp, fn = np.sum((predicted == c) & (labels != c)), np.sum((predicted != c) & (labels == c))
-        scores.append(2 * tp / (2 * tp + fp + fn))
-    return float(np.mean(scores))
-
-
 def validate(predictor, data: WindowedClips | FrameClips, select_by: str = "loss"):
     """(loss, metric, selection value) on a normalized part; the selection value (lower is
     better) is the loss, or with ``select_by: score`` -macro-F1 / RMSE."""
@@ -367,7 +358,8 @@ def validate(predictor, data: WindowedClips | FrameClips, select_by: str = "loss
     loss, metric = classification_scores(probabilities, data.labels)
     if select_by == "loss":
         return loss, metric, loss
-    return loss, metric, -macro_f1(probabilities.argmax(1), data.labels)
+    f1 = f1_score(data.labels, probabilities.argmax(1), average="macro", zero_division=0)
+    return loss, metric, -float(f1)
 
 
 def score(predictor, data: WindowedClips | FrameClips) -> tuple[float, float]:
