@@ -44,6 +44,7 @@ FRAMES_30S = 1292  # 30 s at 22.05 kHz, hop 512: whole 4Q clips
 CLASSIFIERS = ("velankar_crnn", "velankar_parallel")
 REGRESSORS = ("malik_crnn", "malik_crnn_nb")
 SEQ_LENS = (10, 30)
+DATASETS = ("4q", "emotify", "vgmidi", "synth")
 
 
 # --- data ----------------------------------------------------------------------------------------
@@ -192,28 +193,37 @@ def run_one(
     seq_len: int | None,
     overrides: dict,
 ) -> dict:
-    """Train (unless done) and evaluate one run; its test metrics."""
-    if not (run_dir / "metrics.json").is_file():
-        root = Path(info["dir"])
-        task = "regression" if model in REGRESSORS + ("mean", "ridge") else "classification"
-        settings = {} if recipe is None else resolve(recipe, task, overrides)
-        config = TrainConfig.from_dict(
-            {
-                **settings,
-                "model": model,
-                "features_path": str(root / f"{feature}.parquet"),
-                "clips_path": str(root / "clips.parquet"),
-                "split_path": str(split),
-                "targets_path": str(root / "targets.parquet"),
-                "seq_len": seq_len,
-                "seed": seed,
-                "use_gpu": False,
-                "threads": 1,
-            }
-        )
+    """Train and evaluate one run, unless a finished run of the same settings is cached; its
+    test metrics."""
+    root = Path(info["dir"])
+    task = "regression" if model in REGRESSORS + ("mean", "ridge") else "classification"
+    settings = {} if recipe is None else resolve(recipe, task, overrides)
+    config = TrainConfig.from_dict(
+        {
+            **settings,
+            "model": model,
+            "features_path": str(root / f"{feature}.parquet"),
+            "clips_path": str(root / "clips.parquet"),
+            "split_path": str(split),
+            "targets_path": str(root / "targets.parquet"),
+            "seq_len": seq_len,
+            "seed": seed,
+            "use_gpu": False,
+            "threads": 1,
+        }
+    )
+    if not _cached(run_dir, config):
+        (run_dir / "metrics.json").unlink(missing_ok=True)
         train(run_dir, config)
         evaluate(run_dir)
     return json.loads((run_dir / "metrics.json").read_text())
+
+
+def _cached(run_dir: Path, config: TrainConfig) -> bool:
+    """Whether ``run_dir`` holds a finished run trained with exactly ``config``."""
+    if not (run_dir / "metrics.json").is_file():
+        return False
+    return json.loads((run_dir / "run.json").read_text())["config"] == config.to_dict()
 
 
 def headline(metrics: dict) -> dict:
@@ -345,6 +355,8 @@ def table(results: pd.DataFrame) -> str:
     results["task"] = np.where(regression, "regression", "classification")
     results["seq_len"] = results["seq_len"].astype(object).fillna("-").astype(str)
     lines = []
+    order = {name: i for i, name in enumerate(DATASETS)}  # the CLI's order, whatever the files'
+    results = results.sort_values("dataset", key=lambda d: d.map(order), kind="stable")
     for (dataset, task), frame in results.groupby(["dataset", "task"], sort=False):
         metrics = ("rmse", "r") if task == "regression" else ("accuracy", "macro_f1")
         lines += [
@@ -363,7 +375,7 @@ def table(results: pd.DataFrame) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", nargs="+", default=["4q", "emotify", "vgmidi", "synth"])
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/merflow-bench"))
     parser.add_argument("--folds", type=int, default=5)
