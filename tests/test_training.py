@@ -346,6 +346,27 @@ def test_early_stopping_counts_epochs_without_a_better_validation_loss():
     assert no_validation.best_epoch == 3 and not no_validation.stopped_early
 
 
+@pytest.mark.parametrize("task", ["regression", "classification"])
+def test_a_split_without_validation_clips_trains_every_epoch_and_keeps_the_last(
+    regression_dir, classification_dir, task, tmp_path
+):
+    # split.val_fraction: 0 is a valid setting; the run must not trip over the empty part
+    root = regression_dir if task == "regression" else classification_dir
+    split = read_table(root / "split.parquet")
+    split.loc[split["split"] == "val", "split"] = "train"
+    write_table(split, tmp_path / "no_val.parquet")
+    make_config = regression_config if task == "regression" else classification_config
+    config = make_config(root, epochs=3, patience=1, split_path=str(tmp_path / "no_val.parquet"))
+
+    result = train(tmp_path / "run", config)
+    rows = history(tmp_path / "run")
+    assert result["epochs_run"] == 3 and result["best_epoch"] == 3
+    assert rows["val_loss"].isna().all() and rows["train_loss"].notna().all()
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["model"]
+    best = best_weights(tmp_path / "run")
+    assert all(torch.equal(best[k], last[k]) for k in best)
+
+
 def test_malik_crnn_learns_a_linear_code_far_better_than_the_mean(regression_dir, tmp_path):
     rmse = {}
     for model, epochs in (("mean", 1), ("malik_crnn", 20)):

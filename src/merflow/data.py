@@ -58,6 +58,12 @@ def read_split(path: str | os.PathLike) -> dict[str, list[str]]:
     return {name: frame.loc[frame["split"] == name, "clip_id"].tolist() for name in SPLIT_NAMES}
 
 
+def _clip_filter(clip_ids: Iterable[str]) -> pc.Expression:
+    """A row filter keeping ``clip_ids``; typed, so that an empty list (a split without
+    validation clips) selects nothing instead of failing to bind a null-typed array."""
+    return pc.field("clip_id").isin(pa.array(list(clip_ids), type=pa.string()))
+
+
 def _read_columns(path: Path, columns: list[str], what: str, filters=None) -> pd.DataFrame:
     if not path.is_file():
         raise DatasetError(f"{path}: {what} not found; run the stage that writes it first")
@@ -152,9 +158,7 @@ def _read_window_table(
     missing = [n for n in [*_KEY_COLUMNS, *names] if n not in schema.names]
     if missing:
         raise DatasetError(f"{path}: windowed feature table lacks column(s) {missing[:5]}")
-    table = pq.read_table(
-        path, columns=[*_KEY_COLUMNS, *names], filters=pc.field("clip_id").isin(list(clip_ids))
-    )
+    table = pq.read_table(path, columns=[*_KEY_COLUMNS, *names], filters=_clip_filter(clip_ids))
     keys = pd.DataFrame(
         {
             "clip_id": table.column("clip_id").to_numpy(zero_copy_only=False).astype(str),
@@ -208,7 +212,7 @@ def _read_targets(path: Path, clip_ids: Sequence[str]) -> pd.DataFrame:
         path,
         ["clip_id", "t", *TARGET_NAMES],
         "targets table",
-        filters=pc.field("clip_id").isin(list(clip_ids)),
+        filters=_clip_filter(clip_ids),
     )
     targets["clip_id"] = targets["clip_id"].astype(str)
     targets["t_us"] = _time_key(targets["t"].to_numpy())
@@ -317,7 +321,7 @@ def load_frames(
     table = pq.read_table(
         features_path,
         columns=["clip_id", "n_valid_frames", column],
-        filters=pc.field("clip_id").isin(list(clip_ids)),
+        filters=_clip_filter(clip_ids),
     )
     ids = table.column("clip_id").to_numpy(zero_copy_only=False).astype(str)
     matrices = _fixed_size_values(table.column(column)).reshape(len(ids), *shape)
@@ -365,7 +369,7 @@ def _read_labels(clips_path: Path, clip_ids: Sequence[str]) -> tuple[list[str], 
         clips_path,
         ["clip_id", "label"],
         "clips table",
-        filters=pc.field("clip_id").isin(list(clip_ids)),
+        filters=_clip_filter(clip_ids),
     )
     clips = clips.dropna(subset=["label"])
     unknown = sorted(set(clips["label"]) - set(classes))
