@@ -169,6 +169,25 @@ def test_gain_shifts_the_decibels_by_the_gain():
     )
 
 
+def test_a_frequency_shift_moves_every_band_of_a_clip_by_one_amount_up_to_the_limit():
+    x = np.random.default_rng(4).normal(size=(200, 16, 5)).astype(np.float32) + 5.0
+    shifted = augment.freq_shift(x, np.random.default_rng(5), max_bands=3)
+    seen = set()
+    for before, after in zip(x, shifted, strict=True):
+        shift = next(s for s in range(-3, 4) if _moved(before, s, after))
+        seen.add(shift)
+        vacated = slice(0, shift) if shift >= 0 else slice(16 + shift, 16)
+        assert (after[vacated] == 0).all()  # the training mean, after z-scoring
+    assert seen == set(range(-3, 4))
+    assert augment.freq_shift(x, np.random.default_rng(5), max_bands=0) is x
+
+
+def _moved(before: np.ndarray, shift: int, after: np.ndarray) -> bool:
+    if shift >= 0:
+        return np.array_equal(after[shift:], before[: len(before) - shift])
+    return np.array_equal(after[:shift], before[-shift:])
+
+
 def test_random_crops_stay_within_the_valid_frames_and_reach_both_ends():
     rng = np.random.default_rng(3)
     starts = [crop_start(100, 160, 40, rng) for _ in range(500)]

@@ -6,6 +6,7 @@ of ``(seed, epoch)`` and a resumed run sees the very same batches.
 
 * Masks (SpecAugment's time and frequency masking) set bands or frames to 0, which after
   z-scoring is the training mean: the masked part carries no information, and no new level.
+* A frequency shift moves every band of a clip by the same number of mel bands.
 * A gain of ``g`` dB adds ``g`` to every dB value of the clip; z-scored, that is ``g / std`` of
   each band (:func:`apply_gain`).
 """
@@ -36,6 +37,22 @@ def _mask(x: np.ndarray, rng: np.random.Generator, n_masks: int, max_width: int,
             window = slice(start, start + width)
             index = (i, window) if axis == 1 else (i, slice(None), window)
             x[index] = 0.0
+
+
+def freq_shift(x: np.ndarray, rng: np.random.Generator, max_bands: int) -> np.ndarray:
+    """Each clip of ``x`` moved up or down by up to ``max_bands`` mel bands (a rough pitch
+    shift); the bands shifted in are 0, the training mean."""
+    if max_bands <= 0:
+        return x
+    shifted = np.zeros_like(x)
+    n_bands = x.shape[1]
+    for i, shift in enumerate(rng.integers(-max_bands, max_bands + 1, size=len(x))):
+        shift = int(np.clip(shift, -n_bands, n_bands))
+        if shift >= 0:
+            shifted[i, shift:] = x[i, : n_bands - shift]
+        else:
+            shifted[i, :shift] = x[i, -shift:]
+    return shifted
 
 
 def apply_gain(x: np.ndarray, gain_db: np.ndarray, band_std: np.ndarray) -> np.ndarray:

@@ -22,8 +22,10 @@ of :class:`merflow.training.TrainConfig`, recorded resolved in each run's ``run.
     * SpecAugment-style masking (``time_masks`` x up to ``time_mask_frames`` frames,
       ``freq_masks`` x up to ``freq_mask_bands`` bands, set to the training mean) and a random
       gain of up to ``gain_db`` dB per clip;
-    * ``mixup`` (Beta(alpha, alpha) mixing of pairs in a batch; 0 is off),
-      ``balanced_sampling`` (draw clips with probability inversely proportional to their
+    * ``freq_shift_bands`` (move each clip up or down by up to that many mel bands; 0 is off)
+      and ``mixup`` (Beta(alpha, alpha) mixing of pairs in a batch; 0 is off), both measured
+      and left off;
+    * ``balanced_sampling`` (draw clips with probability inversely proportional to their
       class frequency), ``label_smoothing``;
     * AdamW (``optimizer``, ``weight_decay``), a one-cycle-like schedule: linear warm-up over
       ``warmup_epochs`` then cosine decay to zero at ``epochs`` (``lr_schedule: cosine``);

@@ -118,6 +118,7 @@ class TrainConfig:
     time_mask_frames: int = 0
     freq_masks: int = 0
     freq_mask_bands: int = 0
+    freq_shift_bands: int = 0  # shift each clip by up to this many mel bands; 0 is off
     gain_db: float = 0.0
     mixup: float = 0.0  # Beta(alpha, alpha); 0 is off
     balanced_sampling: bool = False
@@ -155,6 +156,7 @@ class TrainConfig:
             "time_mask_frames",
             "freq_masks",
             "freq_mask_bands",
+            "freq_shift_bands",
             "gain_db",
             "mixup",
             "label_smoothing",
@@ -678,6 +680,7 @@ def _varies_by_epoch(config: TrainConfig) -> bool:
         or (config.time_masks > 0 and config.time_mask_frames > 0)
         or (config.freq_masks > 0 and config.freq_mask_bands > 0)
         or config.gain_db > 0
+        or config.freq_shift_bands > 0
     )
 
 
@@ -712,6 +715,7 @@ def _augment(
     x: np.ndarray, rng: np.random.Generator, config: TrainConfig, band_std: np.ndarray
 ) -> np.ndarray:
     x = augment.random_gain(x, rng, config.gain_db, band_std)
+    x = augment.freq_shift(x, rng, config.freq_shift_bands)
     x = np.array(x, dtype=np.float32)  # a copy: masks write in place
     augment.time_mask(x, rng, config.time_masks, config.time_mask_frames)
     augment.freq_mask(x, rng, config.freq_masks, config.freq_mask_bands)
