@@ -24,6 +24,7 @@ import itertools
 import json
 import logging
 import time
+from dataclasses import MISSING, fields
 from pathlib import Path
 
 import numpy as np
@@ -151,8 +152,15 @@ def _vgmidi_tables(root: Path, out: Path) -> None:
 # --- splits --------------------------------------------------------------------------------------
 
 
-def write_splits(info: dict, folds: int, repeats: int, out: Path) -> list[Path]:
-    """Repeated stratified k-fold (by label; regression: by clip) with a stratified 15 % val."""
+VAL_FRACTION = 0.15
+
+
+def write_splits(
+    info: dict, folds: int, repeats: int, out: Path, val_fraction: float = VAL_FRACTION
+) -> list[Path]:
+    """Repeated stratified k-fold (by label; regression: by clip) with a stratified
+    ``val_fraction`` of each training part held out for validation (0: none, so training
+    keeps its last epoch). Another fraction than the default gets its own split names."""
     from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
     clips = read_table(Path(info["dir"]) / "clips.parquet")
@@ -164,19 +172,25 @@ def write_splits(info: dict, folds: int, repeats: int, out: Path) -> list[Path]:
             folds, shuffle=True, random_state=repeat
         )
         for fold, (rest, test) in enumerate(splitter.split(ids, labels)):
-            train_ids, val_ids = train_test_split(
-                ids[rest],
-                test_size=0.15,
-                random_state=repeat,
-                stratify=None if labels is None else labels[rest],
-            )
+            val_ids = []
+            if val_fraction > 0:
+                _, val_ids = train_test_split(
+                    ids[rest],
+                    test_size=val_fraction,
+                    random_state=repeat,
+                    stratify=None if labels is None else labels[rest],
+                )
             part = pd.Series("train", index=ids)
             part[ids[test]], part[val_ids] = "test", "val"
             frame = pd.DataFrame({"clip_id": ids, "group": ids, "split": part.to_numpy()})
-            path = out / f"r{repeat}-f{fold}.parquet"
+            path = out / f"r{repeat}-f{fold}{_split_suffix(val_fraction)}.parquet"
             write_table(frame.sort_values("clip_id"), path)
             paths.append(path)
     return paths
+
+
+def _split_suffix(val_fraction: float) -> str:
+    return "" if val_fraction == VAL_FRACTION else f"-val{val_fraction:g}"
 
 
 # --- runs ----------------------------------------------------------------------------------------
@@ -220,10 +234,14 @@ def run_one(
 
 
 def _cached(run_dir: Path, config: TrainConfig) -> bool:
-    """Whether ``run_dir`` holds a finished run trained with exactly ``config``."""
+    """Whether ``run_dir`` holds a finished run trained with exactly ``config``. A setting the
+    run's record lacks was added to merflow after it ran: the run had its default (off)."""
     if not (run_dir / "metrics.json").is_file():
         return False
-    return json.loads((run_dir / "run.json").read_text())["config"] == config.to_dict()
+    recorded = json.loads((run_dir / "run.json").read_text())["config"]
+    defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+    missing = {k: v for k, v in defaults.items() if k not in recorded}
+    return (missing | recorded) == config.to_dict()
 
 
 def headline(metrics: dict) -> dict:
@@ -259,7 +277,9 @@ def ensemble_scores(run_dirs: list[Path], task: str) -> dict:
 
 
 def bench_dataset(info: dict, args, results: list[dict]) -> None:
-    splits = write_splits(info, args.folds, args.repeats, Path(info["dir"]) / "splits")
+    splits = write_splits(
+        info, args.folds, args.repeats, Path(info["dir"]) / "splits", args.val_fraction
+    )
     if args.max_splits:
         splits = splits[: args.max_splits]
     runs = Path(info["dir"]) / "runs"
@@ -273,7 +293,7 @@ def bench_dataset(info: dict, args, results: list[dict]) -> None:
                 {
                     "dataset": info["name"],
                     "model": model,
-                    "recipe": "-",
+                    "recipe": "-" + _split_suffix(args.val_fraction),
                     "split": split.stem,
                     "kind": "single",
                     **headline(m),
@@ -349,7 +369,7 @@ def bench_dataset(info: dict, args, results: list[dict]) -> None:
 
 def table(results: pd.DataFrame) -> str:
     """Mean ± std over (repeat, fold) splits and seeds, one row per dataset/model/recipe/kind."""
-    baseline = results["recipe"] == "-"  # fitted once, but listed by every bench process
+    baseline = results["recipe"].str.startswith("-")  # fitted once, listed by every process
     results = pd.concat([results[baseline].drop_duplicates(), results[~baseline]])
     regression = results["model"].isin(REGRESSORS + ("mean", "ridge"))
     results["task"] = np.where(regression, "regression", "classification")
@@ -388,6 +408,12 @@ def main() -> None:
         help="splits velankar_parallel is trained on (it is ~10x slower)",
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument(
+        "--val-fraction",
+        type=float,
+        default=VAL_FRACTION,
+        help="of each training part, held out for early stopping (0: train on all of it)",
+    )
     parser.add_argument("--recipes", nargs="+", default=["paper", "merflow"])
     parser.add_argument("--skip-models", nargs="*", default=[])
     parser.add_argument("--overrides", default="{}", help='JSON {"merflow": {"epochs": 20}}')
