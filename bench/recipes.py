@@ -156,11 +156,18 @@ VAL_FRACTION = 0.15
 
 
 def write_splits(
-    info: dict, folds: int, repeats: int, out: Path, val_fraction: float = VAL_FRACTION
+    info: dict,
+    folds: int,
+    repeats: int,
+    out: Path,
+    val_fraction: float = VAL_FRACTION,
+    train_fraction: float = 1.0,
 ) -> list[Path]:
     """Repeated stratified k-fold (by label; regression: by clip) with a stratified
     ``val_fraction`` of each training part held out for validation (0: none, so training
-    keeps its last epoch). Another fraction than the default gets its own split names."""
+    keeps its last epoch). ``train_fraction`` < 1 trains on a stratified share of what is left
+    (the other clips sit out; validation and test stay as they are): a learning curve. Other
+    fractions than the defaults get their own split names."""
     from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
     clips = read_table(Path(info["dir"]) / "clips.parquet")
@@ -182,15 +189,28 @@ def write_splits(
                 )
             part = pd.Series("train", index=ids)
             part[ids[test]], part[val_ids] = "test", "val"
-            frame = pd.DataFrame({"clip_id": ids, "group": ids, "split": part.to_numpy()})
-            path = out / f"r{repeat}-f{fold}{_split_suffix(val_fraction)}.parquet"
+            if train_fraction < 1:
+                train_ids = part.index[part == "train"].to_numpy()
+                _, left_out = train_test_split(
+                    train_ids,
+                    train_size=train_fraction,
+                    random_state=repeat,
+                    stratify=None if labels is None else pd.Series(labels, ids)[train_ids],
+                )
+                part = part.drop(left_out)
+            frame = pd.DataFrame(
+                {"clip_id": part.index, "group": part.index, "split": part.to_numpy()}
+            )
+            suffix = _split_suffix(val_fraction, train_fraction)
+            path = out / f"r{repeat}-f{fold}{suffix}.parquet"
             write_table(frame.sort_values("clip_id"), path)
             paths.append(path)
     return paths
 
 
-def _split_suffix(val_fraction: float) -> str:
-    return "" if val_fraction == VAL_FRACTION else f"-val{val_fraction:g}"
+def _split_suffix(val_fraction: float, train_fraction: float = 1.0) -> str:
+    suffix = "" if val_fraction == VAL_FRACTION else f"-val{val_fraction:g}"
+    return suffix + ("" if train_fraction == 1 else f"-train{train_fraction:g}")
 
 
 # --- runs ----------------------------------------------------------------------------------------
@@ -278,11 +298,17 @@ def ensemble_scores(run_dirs: list[Path], task: str) -> dict:
 
 def bench_dataset(info: dict, args, results: list[dict]) -> None:
     splits = write_splits(
-        info, args.folds, args.repeats, Path(info["dir"]) / "splits", args.val_fraction
+        info,
+        args.folds,
+        args.repeats,
+        Path(info["dir"]) / "splits",
+        args.val_fraction,
+        args.train_fraction,
     )
     if args.max_splits:
         splits = splits[: args.max_splits]
     runs = Path(info["dir"]) / "runs"
+    design = _split_suffix(args.val_fraction, args.train_fraction)
     tasks = ["classification", "regression"] if info["task"] == "both" else [info["task"]]
     for task, split in itertools.product(tasks, splits):
         feature = "logmel" if task == "classification" else "logmel_500ms"
@@ -293,7 +319,7 @@ def bench_dataset(info: dict, args, results: list[dict]) -> None:
                 {
                     "dataset": info["name"],
                     "model": model,
-                    "recipe": "-" + _split_suffix(args.val_fraction),
+                    "recipe": "-" + design,
                     "split": split.stem,
                     "kind": "single",
                     **headline(m),
@@ -311,7 +337,7 @@ def bench_dataset(info: dict, args, results: list[dict]) -> None:
             run = {
                 "dataset": info["name"],
                 "model": model,
-                "recipe": f"{recipe}{args.variant}",
+                "recipe": f"{recipe}{args.variant}{design}",
                 "split": split.stem,
             }
             by_len = {}
@@ -414,6 +440,12 @@ def main() -> None:
         default=VAL_FRACTION,
         help="of each training part, held out for early stopping (0: train on all of it)",
     )
+    parser.add_argument(
+        "--train-fraction",
+        type=float,
+        default=1.0,
+        help="of each training part (after validation), trained on: a learning-curve point",
+    )
     parser.add_argument("--recipes", nargs="+", default=["paper", "merflow"])
     parser.add_argument("--skip-models", nargs="*", default=[])
     parser.add_argument("--overrides", default="{}", help='JSON {"merflow": {"epochs": 20}}')
@@ -424,6 +456,8 @@ def main() -> None:
     )
     parser.add_argument("--tag", default="", help="results<tag>.csv: one file per bench process")
     args = parser.parse_args()
+    if not 0 < args.train_fraction <= 1:
+        parser.error(f"--train-fraction {args.train_fraction}: must be in (0, 1]")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for noisy in ("merflow.training", "merflow.evaluation", "merflow.datasets.index"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
