@@ -44,6 +44,7 @@ REPO = Path(__file__).resolve().parents[1]
 FRAMES_30S = 1292  # 30 s at 22.05 kHz, hop 512: whole 4Q clips
 CLASSIFIERS = ("velankar_crnn", "velankar_parallel")
 REGRESSORS = ("malik_crnn", "malik_crnn_nb")
+BASELINES = {"classification": ("majority", "logistic"), "regression": ("mean", "ridge")}
 SEQ_LENS = (10, 30)
 DATASETS = ("4q", "emotify", "vgmidi", "synth")
 
@@ -230,7 +231,7 @@ def run_one(
     """Train and evaluate one run, unless a finished run of the same settings is cached; its
     test metrics."""
     root = Path(info["dir"])
-    task = "regression" if model in REGRESSORS + ("mean", "ridge") else "classification"
+    task = "regression" if model in REGRESSORS + BASELINES["regression"] else "classification"
     settings = {} if recipe is None else resolve(recipe, task, overrides)
     config = TrainConfig.from_dict(
         {
@@ -312,14 +313,13 @@ def bench_dataset(info: dict, args, results: list[dict]) -> None:
     tasks = ["classification", "regression"] if info["task"] == "both" else [info["task"]]
     for task, split in itertools.product(tasks, splits):
         feature = "logmel" if task == "classification" else "logmel_500ms"
-        baselines = ("majority", "logistic") if task == "classification" else ("mean", "ridge")
-        for model in baselines:
+        for model in BASELINES[task]:
             m = run_one(runs / model / split.stem, info, model, feature, split, 0, None, None, {})
             results.append(
                 {
                     "dataset": info["name"],
                     "model": model,
-                    "recipe": "-" + design,
+                    "recipe": design.removeprefix("-") or "-",
                     "split": split.stem,
                     "kind": "single",
                     **headline(m),
@@ -395,9 +395,9 @@ def bench_dataset(info: dict, args, results: list[dict]) -> None:
 
 def table(results: pd.DataFrame) -> str:
     """Mean ± std over (repeat, fold) splits and seeds, one row per dataset/model/recipe/kind."""
-    baseline = results["recipe"].str.startswith("-")  # fitted once, listed by every process
+    baseline = results["model"].isin(sum(BASELINES.values(), ()))  # listed by every process
     results = pd.concat([results[baseline].drop_duplicates(), results[~baseline]])
-    regression = results["model"].isin(REGRESSORS + ("mean", "ridge"))
+    regression = results["model"].isin(REGRESSORS + BASELINES["regression"])
     results["task"] = np.where(regression, "regression", "classification")
     results["seq_len"] = results["seq_len"].astype(object).fillna("-").astype(str)
     lines = []
