@@ -60,10 +60,11 @@ def tiny(tmp_path_factory) -> Path:
     }
     windows, frames = str(root / "data/logmel_500ms.parquet"), str(root / "data/logmel.parquet")
     # The networks predict as the merflow recipe does (smoothing; the mean over 128-frame
-    # crops), which an export must carry over.
+    # crops; a checkpoint ensemble of both epochs), which an export must carry over.
+    crops = {"input_frames": 128, "eval_crop_hop": 32, "checkpoint_ensemble": 2}
     for run, model, feature, settings in (
         ("malik", "malik_crnn", windows, {"seq_len": 3, "smooth_windows": 3}),
-        ("velankar", "velankar_crnn", frames, {"input_frames": 128, "eval_crop_hop": 32}),
+        ("velankar", "velankar_crnn", frames, crops),
         ("ridge", "ridge", windows, {}),
     ):
         config = TrainConfig(model=model, features_path=feature, **settings, **common)
@@ -197,6 +198,7 @@ def test_the_export_holds_weights_statistics_card_and_no_pickle(tiny, exported):
     spec = read_json(exported / "velankar" / MODEL_FILE)
     assert spec["feature"] == "logmel" and spec["feature_params"]["n_frames"] == 192
     assert spec["outputs"] == CLASSES and spec["build"]["n_outputs"] == 3
+    assert spec["build"]["members"] == 2  # the checkpoint ensemble of both epochs
     assert spec["training"]["seed"] == 0
     assert sorted(p.name for p in (exported / "velankar").iterdir()) == sorted(
         [MODEL_FILE, WEIGHTS_FILE, "norm.npz", CARD_FILE]

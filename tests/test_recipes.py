@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
+from conftest import REPO
 from test_training import (
     best_weights,
     classification_config,
@@ -16,13 +20,20 @@ from test_training import (
 )
 from torch import nn
 
-from merflow import augment, config, recipes
+from merflow import augment, config, models, recipes
 from merflow.data import crop_start, eval_crop_starts, moving_average
 from merflow.errors import ConfigError
 from merflow.evaluation import evaluate
 from merflow.features.logmel import fit_frames
 from merflow.io import read_table, write_table
-from merflow.training import NetworkPredictor, TrainConfig, scheduled_lr, train
+from merflow.training import (
+    NetworkPredictor,
+    Progress,
+    TrainConfig,
+    _advance,
+    scheduled_lr,
+    train,
+)
 
 FRAMES = 96
 CROP = 48
@@ -109,6 +120,15 @@ def test_merflow_is_the_default_recipe_and_an_experiment_override_wins():
     exp = experiment_config("merflow")
     exp["experiments"]["e"] |= regression
     assert config.train_settings(exp, "e")["smooth_windows"] == 5
+
+
+def test_every_setting_of_every_recipe_can_be_overridden_in_an_experiment():
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    experiment = schema["properties"]["experiments"]["additionalProperties"]
+    allowed = set(experiment["properties"]["train"]["properties"])
+    for recipe in recipes.RECIPES:
+        for task in recipes.TASKS:
+            assert set(recipes.recipe_settings(recipe, task)) - {"recipe"} <= allowed
 
 
 def test_a_bad_recipe_setting_names_the_setting():
@@ -245,6 +265,56 @@ def test_smoothing_is_a_centred_moving_average_cut_at_the_ends():
     )
 
 
+# --- checkpoint ensembles ------------------------------------------------------------------------
+
+
+def test_a_checkpoint_ensemble_outputs_the_mean_of_its_members():
+    torch.manual_seed(0)
+    frames, windows = torch.randn(3, 8, 64), torch.randn(2, 5, 6)
+    classifiers = [
+        models.build_model("velankar_crnn", n_features=8, n_outputs=3, n_frames=64)
+        for _ in range(2)
+    ]
+    ensemble = models.CheckpointEnsemble(classifiers, "classification").eval()
+    expected = torch.stack([torch.softmax(m(frames), 1) for m in classifiers]).mean(0)
+    torch.testing.assert_close(torch.softmax(ensemble(frames), 1), expected)
+
+    regressors = [models.build_model("malik_crnn", n_features=6, n_outputs=2) for _ in range(3)]
+    ensemble = models.CheckpointEnsemble(regressors, "regression").eval()
+    expected = torch.stack([m(windows) for m in regressors]).mean(0)
+    torch.testing.assert_close(ensemble(windows), expected)
+
+
+def test_the_kept_epochs_are_the_best_on_validation_and_ties_go_to_the_earlier():
+    progress = Progress()
+    for epoch, value in enumerate([0.5, 0.3, 0.4, 0.3, 0.6, 0.2], start=1):
+        _advance(progress, {"epoch": epoch, "val_loss": value}, patience=50, keep=3)
+    assert [epoch for _, epoch in progress.kept] == [6, 2, 4]
+    assert progress.best_epoch == 6
+
+    no_validation = Progress()
+    for epoch in range(1, 6):
+        _advance(no_validation, {"epoch": epoch, "val_loss": math.nan}, patience=50, keep=3)
+    assert [epoch for _, epoch in no_validation.kept] == [5, 4, 3]
+
+
+def test_a_checkpoint_ensemble_holds_the_weights_of_the_best_epochs(frames_dir, tmp_path):
+    settings = {"epochs": 6, "select_by": "loss", "lr_schedule": "constant", "lr": 0.003}
+    result = train(tmp_path / "run", merflow_frames(frames_dir, checkpoint_ensemble=3, **settings))
+
+    val_loss = history(tmp_path / "run")["val_loss"].to_numpy()
+    expected = [int(i) + 1 for i in np.argsort(val_loss, kind="stable")[:3]]
+    best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    assert result["ensemble_epochs"] == best["epochs"] == expected
+    assert best["build"]["members"] == 3 and best["epoch"] == expected[0]
+    for member, epoch in enumerate(expected):
+        # at a constant learning rate a shorter run of the same seed ends with that epoch's weights
+        shorter = merflow_frames(frames_dir, checkpoint_ensemble=1, **{**settings, "epochs": epoch})
+        train(tmp_path / f"until{epoch}", shorter)
+        last = torch.load(tmp_path / f"until{epoch}" / "last.pt", weights_only=True)["model"]
+        assert all(torch.equal(best["model"][f"members.{member}.{k}"], v) for k, v in last.items())
+
+
 # --- training ------------------------------------------------------------------------------------
 
 
@@ -262,6 +332,9 @@ def test_a_merflow_run_resumes_to_the_numbers_of_an_uninterrupted_one(frames_dir
     pd.testing.assert_frame_equal(history(tmp_path / "resumed"), history(tmp_path / "whole"))
     whole, again = best_weights(tmp_path / "whole"), best_weights(tmp_path / "resumed")
     assert all(torch.equal(whole[k], again[k]) for k in whole)
+    assert (
+        "members.2.classifier.weight" in again
+    )  # the recipe's checkpoint ensemble of all 3 epochs
     train(tmp_path / "again", cfg)  # and the same seed trains the same run
     pd.testing.assert_frame_equal(history(tmp_path / "again"), history(tmp_path / "whole"))
 

@@ -6,7 +6,8 @@ all of it into one folder (docs: README, "Tagging new music")::
 
     model.json           what predict needs (:func:`run_spec`), plus the run's provenance
                          (run.json as ``training``) and its metrics (``metrics``: part -> metrics)
-    weights.safetensors  networks: the weights of the best epoch (safetensors: no pickle)
+    weights.safetensors  networks: the weights of best.pt: the best epoch, or the checkpoint
+                         ensemble of the best epochs (safetensors: no pickle)
     baseline.npz         baselines: their weights (plain arrays, ``allow_pickle=False``)
     norm.npz             z-score statistics of the training split
     MODEL_CARD.md        for people: task, input feature, training data, metrics, seed, versions
@@ -174,7 +175,7 @@ def _copy(source: Path, target: Path) -> None:
 
 
 def _write_weights(checkpoint_path: Path, target: Path) -> dict:
-    """The best epoch's weights as safetensors; returns the arguments that rebuild the model."""
+    """The weights of ``best.pt`` as safetensors; returns the arguments that rebuild the model."""
     from safetensors.torch import save_file
 
     if not checkpoint_path.is_file():

@@ -177,8 +177,7 @@ def _exported_predictor(path: Path, spec: dict, device: torch.device):
         return baselines.load(path / baselines.WEIGHTS_FILE)
     from safetensors.torch import load_file
 
-    build = dict(spec["build"])
-    network = models.build_model(build.pop("name"), **build.pop("options"), **build)
+    network = models.build_from_record(spec["build"])
     network.load_state_dict(load_file(path / WEIGHTS_FILE, device="cpu"))
     return NetworkPredictor(
         network.to(device),

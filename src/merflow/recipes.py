@@ -30,7 +30,9 @@ of :class:`merflow.training.TrainConfig`, recorded resolved in each run's ``run.
     * AdamW (``optimizer``, ``weight_decay``), a one-cycle-like schedule: linear warm-up over
       ``warmup_epochs`` then cosine decay to zero at ``epochs`` (``lr_schedule: cosine``);
     * early stopping and the best checkpoint on ``select_by: score`` -- macro-F1 for
-      classification, RMSE for regression -- rather than the validation loss.
+      classification, RMSE for regression -- rather than the validation loss;
+    * ``checkpoint_ensemble`` -- the run predicts with the mean class probabilities of its 5
+      best epochs on validation (one model in ``best.pt``), not with the best epoch alone.
 
     Regression (Malik): random chunk offsets every epoch with half-overlapping chunks (``hop``
     = half of ``seq_len``; ``hop_fraction``), AdamW with the cosine schedule, selection on RMSE,
@@ -85,6 +87,7 @@ MERFLOW: dict[str, dict[str, Any]] = {
         "mixup": 0.0,
         "balanced_sampling": True,
         "label_smoothing": 0.1,
+        "checkpoint_ensemble": 5,
     },
     "regression": {
         **_MERFLOW_COMMON,

@@ -7,7 +7,8 @@ A run directory holds everything that reproduces and uses the run::
     norm.npz            z-score statistics of the training split (mean, std, axis, feature_names)
     history.csv         one row per epoch: epoch, train_loss, val_loss, train_metric,
                         val_metric, seconds
-    best.pt             networks: weights of the epoch with the lowest validation loss, and the
+    best.pt             networks: weights of the epoch with the best validation value (or of the
+                        ``checkpoint_ensemble`` best epochs, as one ensemble model), and the
                         arguments that rebuild the model
     last.pt             networks: everything needed to resume after the last finished epoch
     baseline.npz        baselines: their fitted weights (see :mod:`merflow.baselines`)
@@ -124,6 +125,7 @@ class TrainConfig:
     balanced_sampling: bool = False
     label_smoothing: float = 0.0
     smooth_windows: int = 1  # centred moving average over predicted windows; 1 is off
+    checkpoint_ensemble: int = 1  # predict with the mean of this many best epochs; 1 is off
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
@@ -168,7 +170,7 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"training setting {name} = {value}; must be >= 1 or null")
-        for name in ("epochs", "patience", "batch_size"):
+        for name in ("epochs", "patience", "batch_size", "checkpoint_ensemble"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"training setting {name} = {getattr(self, name)}; must be >= 1")
         if not self.lr > 0:
@@ -478,18 +480,13 @@ def load_predictor(run_dir: str | os.PathLike, device: torch.device | None = Non
         return baselines.load(run_dir / baselines.WEIGHTS_FILE)
     device = device or torch.device("cpu")
     checkpoint = load_checkpoint(run_dir / BEST_FILE, device)
-    model = _build(checkpoint["build"]).to(device)
+    model = models.build_from_record(checkpoint["build"]).to(device)
     model.load_state_dict(checkpoint["model"])
     return _predictor(model, device, config)
 
 
 def _predictor(model: nn.Module, device: torch.device, config: TrainConfig) -> NetworkPredictor:
     return NetworkPredictor.for_config(model, device, config)
-
-
-def _build(build_args: dict) -> nn.Module:
-    args = dict(build_args)
-    return models.build_model(args.pop("name"), **args.pop("options"), **args)
 
 
 # --- networks: training --------------------------------------------------------------------------
@@ -505,6 +502,8 @@ class Progress:
     best_epoch: int = 0
     epochs_since_best: int = 0
     stopped_early: bool = False
+    # [value, epoch] of the epochs the checkpoint ensemble keeps, best first
+    kept: list[list] = field(default_factory=list)
 
 
 def train(
@@ -586,12 +585,12 @@ def _fit_network(
         crop_start(0, build_args["n_frames"], config.input_frames)  # the table is wide enough
         build_args["n_frames"] = config.input_frames
     torch.manual_seed(config.seed)
-    model = _build(build_args).to(device)
+    model = models.build_from_record(build_args).to(device)
     n_parameters = models.count_parameters(model)
     optimizer = _optimizer(model, config)
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
-    progress = _resume(run_dir / LAST_FILE, config, model, optimizer, scaler, device)
+    progress, kept_states = _resume(run_dir / LAST_FILE, config, model, optimizer, scaler, device)
     log.info(
         "%s: %d parameters, %d train / %d val clips, %s, from epoch %d",
         config.model,
@@ -619,13 +618,15 @@ def _fit_network(
         )
         val_loss, val_metric, selection = validate(predictor, data.val, config.select_by)
         row = _history_row(epoch, train_loss, val_loss, train_metric, val_metric, started)
-        _advance(progress, row, config.patience, selection)
-        if progress.best_epoch == epoch:
-            _save_atomic(
-                {"model": model.state_dict(), "build": build_args, "epoch": epoch},
-                run_dir / BEST_FILE,
-            )
-        _save_atomic(_checkpoint(config, model, optimizer, scaler, progress), run_dir / LAST_FILE)
+        _advance(progress, row, config.patience, selection, keep=config.checkpoint_ensemble)
+        if config.checkpoint_ensemble > 1:
+            kept_states = _keep_state(kept_states, progress, epoch, model)
+        if progress.best_epoch == epoch or epoch in kept_states:
+            _save_atomic(_best(model, build_args, progress, kept_states), run_dir / BEST_FILE)
+        _save_atomic(
+            _checkpoint(config, model, optimizer, scaler, progress, kept_states),
+            run_dir / LAST_FILE,
+        )
         _write_history(run_dir / HISTORY_FILE, progress.history)
         log.info(
             "epoch %d/%d %s%s",
@@ -649,6 +650,7 @@ def _fit_network(
         "best_val_metric": _finite(best.get("val_metric")),
         "epochs_run": progress.epoch,
         "stopped_early": progress.stopped_early,
+        **({"ensemble_epochs": _kept_epochs(progress)} if config.checkpoint_ensemble > 1 else {}),
         "epoch_seconds_total": round(sum(row["seconds"] for row in progress.history), 3),
     }
     return result, n_parameters
@@ -816,12 +818,19 @@ def _batch_loss(
     return loss, (output.argmax(1) == truth[0]).float().mean().item()
 
 
-def _advance(progress: Progress, row: dict, patience: int, selection: float | None = None) -> None:
+def _advance(
+    progress: Progress, row: dict, patience: int, selection: float | None = None, keep: int = 1
+) -> None:
     """Record an epoch; track the best validation value (``selection``, lower is better; the
-    validation loss by default; kept in ``best_loss``) and decide on early stopping."""
+    validation loss by default; kept in ``best_loss``), the ``keep`` best epochs (``kept``; ties
+    go to the earlier epoch; without validation the latest epochs) and decide on early
+    stopping."""
     progress.epoch = row["epoch"]
     progress.history.append(row)
     val_loss = row["val_loss"] if selection is None else selection
+    if keep > 1:
+        value = -float(row["epoch"]) if math.isnan(val_loss) else float(val_loss)
+        progress.kept = sorted([*progress.kept, [value, row["epoch"]]])[:keep]
     without_validation = math.isnan(val_loss)
     if without_validation or val_loss < progress.best_loss:
         progress.best_epoch, progress.epochs_since_best = row["epoch"], 0
@@ -866,14 +875,43 @@ def _save_atomic(obj: dict, path: Path) -> None:
         torch.save(obj, tmp)
 
 
-def _checkpoint(config, model, optimizer, scaler, progress: Progress) -> dict:
+def _checkpoint(config, model, optimizer, scaler, progress: Progress, kept_states: dict) -> dict:
     return {
         "resume_key": config.resume_key(),
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scaler": scaler.state_dict(),
         "progress": asdict(progress),
+        "kept_states": {str(epoch): state for epoch, state in kept_states.items()},
     }
+
+
+def _kept_epochs(progress: Progress) -> list[int]:
+    return [epoch for _, epoch in progress.kept]
+
+
+def _keep_state(kept_states: dict, progress: Progress, epoch: int, model: nn.Module) -> dict:
+    """The weights of the epochs in ``progress.kept``: this epoch's, if it is one of them."""
+    kept = _kept_epochs(progress)
+    states = {e: state for e, state in kept_states.items() if e in kept}
+    if epoch in kept:
+        states[epoch] = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    return states
+
+
+def _best(model: nn.Module, build_args: dict, progress: Progress, kept_states: dict) -> dict:
+    """What ``best.pt`` holds: the best epoch's weights, or the kept epochs' as one
+    :class:`~merflow.models.CheckpointEnsemble` (best first)."""
+    if len(kept_states) <= 1:  # the best epoch alone: this epoch
+        return {"model": model.state_dict(), "build": build_args, "epoch": progress.best_epoch}
+    epochs = _kept_epochs(progress)
+    state = {
+        f"members.{i}.{name}": value
+        for i, epoch in enumerate(epochs)
+        for name, value in kept_states[epoch].items()
+    }
+    build = {**build_args, "members": len(epochs)}
+    return {"model": state, "build": build, "epoch": progress.best_epoch, "epochs": epochs}
 
 
 def load_checkpoint(path: Path, device: torch.device) -> dict:
@@ -889,14 +927,15 @@ def load_checkpoint(path: Path, device: torch.device) -> dict:
         ) from exc
 
 
-def _resume(path: Path, config, model, optimizer, scaler, device) -> Progress:
-    """Load ``last.pt`` when it belongs to this configuration; a fresh start otherwise."""
+def _resume(path: Path, config, model, optimizer, scaler, device) -> tuple[Progress, dict]:
+    """Load ``last.pt`` when it belongs to this configuration; a fresh start otherwise. Also
+    the weights of the epochs the checkpoint ensemble keeps (epoch -> state dict)."""
     if not path.is_file():
-        return Progress()
+        return Progress(), {}
     checkpoint = load_checkpoint(path, device)
     if checkpoint.get("resume_key") != config.resume_key():
         log.warning("%s was written with other settings; starting afresh", path)
-        return Progress()
+        return Progress(), {}
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
     scaler.load_state_dict(checkpoint["scaler"])
@@ -904,4 +943,5 @@ def _resume(path: Path, config, model, optimizer, scaler, device) -> Progress:
     if progress.stopped_early and config.patience > progress.epochs_since_best:
         progress.stopped_early = False  # a larger patience lets the run go on
     log.info("resuming %s after epoch %d", path.parent, progress.epoch)
-    return progress
+    kept_states = {int(e): state for e, state in checkpoint.get("kept_states", {}).items()}
+    return progress, kept_states

@@ -19,9 +19,10 @@ The options each model accepts, and why their defaults are what they are, are do
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from merflow.errors import ConfigError
@@ -101,6 +102,35 @@ def build_model(
     return spec.build(**sizes, **settings)
 
 
+class CheckpointEnsemble(nn.Module):
+    """Several trained states of one network as one model (``checkpoint_ensemble``).
+
+    A classifier's output is the log of its members' mean class probabilities, so that the
+    softmax every caller applies gives that mean back; a regressor's output is the mean of its
+    members' outputs.
+    """
+
+    def __init__(self, members: Sequence[nn.Module], task: str):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.task = task
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outputs = torch.stack([member(x).float() for member in self.members])
+        if self.task == "classification":
+            return torch.log(torch.softmax(outputs, dim=-1).mean(0))
+        return outputs.mean(0)
+
+
+def build_from_record(build: dict) -> nn.Module:
+    """The model that stored build arguments describe: ``name``, ``options`` and the sizes of
+    :func:`build_model`, and ``members`` (default 1) for a :class:`CheckpointEnsemble`."""
+    args = dict(build)
+    name, options, members = args.pop("name"), args.pop("options"), args.pop("members", 1)
+    networks = [build_model(name, **options, **args) for _ in range(members)]
+    return networks[0] if members == 1 else CheckpointEnsemble(networks, get_spec(name).task)
+
+
 def _size(name: str, value) -> int:
     """A layer size as a Python int (sizes read with numpy arrive as numpy integers)."""
     check_positive_int(name, value)
@@ -135,4 +165,13 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-__all__ = ["MODELS", "ModelSpec", "build_model", "count_parameters", "feature_options", "get_spec"]
+__all__ = [
+    "MODELS",
+    "CheckpointEnsemble",
+    "ModelSpec",
+    "build_from_record",
+    "build_model",
+    "count_parameters",
+    "feature_options",
+    "get_spec",
+]
