@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import REPO
 from test_training import (
     best_weights,
     classification_config,
@@ -19,6 +18,7 @@ from test_training import (
     write_regression_tables,
 )
 from torch import nn
+from workflow_utils import REPO
 
 from merflow import augment, config, models, recipes
 from merflow.data import crop_start, eval_crop_starts, moving_average
