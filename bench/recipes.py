@@ -6,7 +6,8 @@ k-fold splits (each fold's non-test part gives a stratified validation share), a
 (repeat, fold) trains each architecture with both recipes and each seed through
 ``merflow.training.train`` and scores the test fold with ``merflow.evaluation.evaluate``: the code
 path of the workflow. Seed ensembles (mean of the seeds' predictions) and, for Malik, the
-sequence-length ensemble are scored from the same prediction tables.
+sequence-length ensemble are scored from the same prediction tables. A second table pairs the
+merflow recipe with the paper recipe and with the linear baseline split by split.
 
     nice -n 10 .venv/bin/python bench/recipes.py --datasets 4q emotify vgmidi synth \\
         [--folds 5] [--repeats 1] [--seeds 0 1] [--out docs/recipes-table.md]
@@ -419,6 +420,63 @@ def table(results: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def paired_table(results: pd.DataFrame) -> str:
+    """The merflow recipe against the paper recipe and against the linear baseline, paired by
+    split (each split's mean over seeds for single runs): mean difference ± std over splits,
+    splits won, the difference in units of the reference's std in the main table (over splits
+    and seeds for single runs, over splits for ensembles and baselines: issue 8's yardstick)
+    and the corrected resampled t of Nadeau and Bengio (2003), which widens the variance by
+    ``n_test / n_train`` because the splits of repeated k-fold share their training clips."""
+    lines = [
+        "\n### merflow against the paper recipe and the linear baseline, paired by split\n",
+        "| dataset | model | seq_len | kind | against | splits | Δ (better > 0) | won "
+        "| Δ / std of the reference | corrected t |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    results = results.drop_duplicates()
+    results = results.assign(seq_len=results["seq_len"].astype(object).fillna("-").astype(str))
+    order = {name: i for i, name in enumerate(DATASETS)}
+    results = results.sort_values("dataset", key=lambda d: d.map(order), kind="stable")
+    for dataset, frame in results.groupby("dataset", sort=False):
+        full = frame[frame["split"].str.fullmatch(r"r\d+-f\d+")]
+        folds = full["split"].str.extract(r"-f(\d+)")[0].astype(int).max() + 1
+        for (model, seq_len, kind), mine in full[full["recipe"] == "merflow"].groupby(
+            ["model", "seq_len", "kind"], sort=False
+        ):
+            regression = model in REGRESSORS
+            metric, sign = ("rmse", -1.0) if regression else ("accuracy", 1.0)
+            linear = BASELINES["regression" if regression else "classification"][1]
+            others = {
+                "paper": full[
+                    (full["model"] == model)
+                    & (full["recipe"] == "paper")
+                    & (full["seq_len"] == seq_len)
+                    & (full["kind"] == kind)
+                ],
+                linear: full[full["model"] == linear],
+            }
+            ours = mine.groupby("split")[metric].mean()
+            for against, theirs in others.items():
+                reference = theirs.groupby("split")[metric].mean()
+                common = ours.index.intersection(reference.index)
+                if len(common) < 2:
+                    continue
+                delta = sign * (ours[common] - reference[common])
+                ratio = 1.0 / (folds - 1)  # test clips / training clips of a k-fold split
+                spread = np.sqrt((1 / len(common) + ratio) * delta.var(ddof=1))
+                yardstick = theirs[theirs["split"].isin(common)][metric].std(ddof=0)
+                in_stds = f"{delta.mean() / yardstick:+.2f}" if yardstick > 0 else "-"
+                t = f"{delta.mean() / spread:+.2f}" if spread > 1e-9 else "-"
+                lines.append(
+                    f"| {dataset} | {model} | {seq_len} | {kind} | {against} | {len(common)} "
+                    f"| {delta.mean():+.3f} ± {delta.std(ddof=0):.3f} "
+                    f"| {int((delta > 0).sum())}/{len(common)} "
+                    f"| {in_stds} "
+                    f"| {t} |"
+                )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
@@ -466,7 +524,7 @@ def main() -> None:
         for name in args.datasets:
             bench_dataset(prepare(name, args.data, args.cache), args, results)
     frame = pd.concat([pd.read_csv(p) for p in sorted(args.cache.glob("results*.csv"))])
-    text = table(frame)
+    text = table(frame) + paired_table(frame)
     print(text)
     if args.out:
         args.out.write_text(text)

@@ -1,0 +1,74 @@
+"""The benchmark's paired comparison (bench/recipes.py): differences, wins and the corrected t."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pandas as pd
+from workflow_utils import REPO
+
+spec = importlib.util.spec_from_file_location("bench_recipes", REPO / "bench" / "recipes.py")
+bench = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+
+
+def _rows(model, recipe, kind, values, seq_len=None, metric="accuracy"):
+    splits = [f"r{r}-f{f}" for r in range(2) for f in range(3)]
+    return [
+        {
+            "dataset": "4q",
+            "model": model,
+            "recipe": recipe,
+            "split": split,
+            "kind": kind,
+            "seq_len": seq_len,
+            metric: value,
+        }
+        for split, value in zip(splits, values, strict=True)
+    ]
+
+
+def _cells(text: str, against: str, kind: str = "single") -> list[str]:
+    line = next(x for x in text.splitlines() if f"| {kind} | {against} |" in x)
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+def test_paired_table_pairs_by_split_and_corrects_t_for_shared_training_clips():
+    paper = np.array([0.50, 0.52, 0.48, 0.55, 0.50, 0.45])
+    gain = np.array([0.02, 0.04, 0.00, 0.06, 0.02, 0.04])
+    logistic = np.array([0.60, 0.40, 0.50, 0.50, 0.50, 0.50])
+    merflow = paper + gain
+    results = pd.DataFrame(
+        _rows("velankar_crnn", "paper", "single", paper)
+        + _rows("velankar_crnn", "merflow", "single", merflow)
+        # a second seed of merflow, 0.02 lower: each split's mean over seeds is merflow - 0.01
+        + _rows("velankar_crnn", "merflow", "single", merflow - 0.02)
+        + _rows("logistic", "-", "single", logistic)
+        + _rows("velankar_crnn", "merflow+ce1", "single", paper)  # a variant: not compared
+    )
+    text = bench.paired_table(results)
+
+    cells = _cells(text, "paper")
+    delta = gain - 0.01
+    assert cells[5] == "6" and cells[7] == "5/6"  # gains of 0.01 .. 0.05 and one of -0.01
+    assert cells[6] == f"{delta.mean():+.3f} ± {delta.std():.3f}"
+    assert cells[8] == f"{delta.mean() / paper.std():+.2f}"
+    # 3 folds: test / training clips = 1/2, so the variance is widened by 1/6 + 1/2
+    t = delta.mean() / np.sqrt((1 / 6 + 1 / 2) * delta.var(ddof=1))
+    assert cells[9] == f"{t:+.2f}"
+    assert _cells(text, "logistic")[7] == "3/6"
+    assert "merflow+ce1" not in text
+
+
+def test_paired_table_counts_lower_rmse_as_better():
+    paper = np.array([0.30, 0.32, 0.28, 0.31, 0.29, 0.30])
+    results = pd.DataFrame(
+        _rows("malik_crnn", "paper", "single", paper, seq_len=10, metric="rmse")
+        + _rows("malik_crnn", "merflow", "single", paper - 0.02, seq_len=10, metric="rmse")
+        + _rows("ridge", "-", "single", paper + 0.01, metric="rmse")
+    )
+    text = bench.paired_table(results)
+    assert _cells(text, "paper")[6].startswith("+0.020") and _cells(text, "paper")[7] == "6/6"
+    assert _cells(text, "ridge")[6].startswith("+0.030")
+    assert _cells(text, "ridge")[9] == "-"  # the same gain on every split: no spread to scale by
