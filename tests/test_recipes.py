@@ -160,6 +160,29 @@ def test_the_cosine_schedule_warms_up_then_decays_to_zero():
     assert rates[8:] == sorted(rates[8:], reverse=True) and rates[-1] < 0.01
 
 
+def test_warm_restarts_decay_each_cycle_from_the_full_rate():
+    cfg = TrainConfig(
+        model="velankar_crnn",
+        features_path="f",
+        clips_path="c",
+        split_path="s",
+        lr=1.0,
+        epochs=10,
+        lr_schedule="cosine",
+        warmup_epochs=2,
+        lr_cycles=2,
+    )
+    rates = [scheduled_lr(cfg, e, s, 4) for e in range(1, 11) for s in range(4)]
+    first, second = rates[8:24], rates[24:]  # epochs 3-6 and 7-10: four epochs each
+    assert first == second
+    assert first[0] == pytest.approx(1.0) and first == sorted(first, reverse=True)
+    assert first[-1] < 0.05 and scheduled_lr(cfg, 11, 0, 4) == 0.0
+    one_cycle = TrainConfig(**{**cfg.to_dict(), "lr_cycles": 1})
+    assert scheduled_lr(one_cycle, 7, 0, 4) == pytest.approx(0.5)  # halfway through one decay
+    with pytest.raises(ConfigError, match="lr_cycles"):
+        TrainConfig.from_dict({**cfg.to_dict(), "lr_cycles": 0})
+
+
 # --- augmentation and crops ----------------------------------------------------------------------
 
 

@@ -29,6 +29,8 @@ of :class:`merflow.training.TrainConfig`, recorded resolved in each run's ``run.
       class frequency), ``label_smoothing``;
     * AdamW (``optimizer``, ``weight_decay``), a one-cycle-like schedule: linear warm-up over
       ``warmup_epochs`` then cosine decay to zero at ``epochs`` (``lr_schedule: cosine``);
+      ``lr_cycles`` > 1 restarts the decay that many times (warm restarts), measured and left
+      at 1;
     * early stopping and the best checkpoint on ``select_by: score`` -- macro-F1 for
       classification, RMSE for regression -- rather than the validation loss;
     * ``checkpoint_ensemble`` -- the run predicts with the mean class probabilities of its 5

@@ -111,6 +111,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     lr_schedule: str = "constant"  # "constant" | "cosine" (linear warm-up, cosine decay)
     warmup_epochs: float = 0.0
+    lr_cycles: int = 1  # cosine: restart the decay this many times (snapshot ensembles); 1 is off
     select_by: str = "loss"  # "loss" | "score": macro-F1 (classification) or RMSE (regression)
     input_frames: int | None = None  # frames the network sees; None: the table's n_frames
     train_crop: str = "center"  # "center" | "random": the crop of each clip trained on
@@ -170,7 +171,7 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"training setting {name} = {value}; must be >= 1 or null")
-        for name in ("epochs", "patience", "batch_size", "checkpoint_ensemble"):
+        for name in ("epochs", "patience", "batch_size", "lr_cycles", "checkpoint_ensemble"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"training setting {name} = {getattr(self, name)}; must be >= 1")
         if not self.lr > 0:
@@ -732,7 +733,9 @@ def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
 def scheduled_lr(config: TrainConfig, epoch: int, step: int, steps_per_epoch: int) -> float:
     """The learning rate of batch ``step`` of ``epoch`` (1-based): a pure function, so a resumed
     run needs no scheduler state. ``cosine``: linear warm-up over ``warmup_epochs``, then cosine
-    decay to zero at the end of epoch ``epochs``."""
+    decay to zero at the end of epoch ``epochs``; with ``lr_cycles`` > 1 the time after the
+    warm-up is cut into that many equal cycles, each decaying from ``lr`` to zero (warm
+    restarts), so the epochs a checkpoint ensemble keeps come from different basins."""
     if config.lr_schedule == "constant":
         return config.lr
     position = (epoch - 1) + step / max(steps_per_epoch, 1)  # epochs done before this batch
@@ -740,7 +743,11 @@ def scheduled_lr(config: TrainConfig, epoch: int, step: int, steps_per_epoch: in
     if position < warmup:
         return config.lr * (position + 1 / max(steps_per_epoch, 1)) / warmup
     span = max(config.epochs - warmup, 1e-9)
-    progress = min((position - warmup) / span, 1.0)
+    elapsed = position - warmup
+    if elapsed >= span:
+        return 0.0
+    cycle = span / config.lr_cycles
+    progress = (elapsed % cycle) / cycle
     return config.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
