@@ -144,8 +144,9 @@ def test_a_bad_recipe_setting_names_the_setting():
         )
 
 
-def test_the_cosine_schedule_warms_up_then_decays_to_zero():
-    cfg = TrainConfig(
+def _cosine_config(**settings) -> TrainConfig:
+    """10 epochs at a peak rate of 1, 2 of them warm-up."""
+    return TrainConfig(
         model="m",
         features_path="f",
         clips_path="c",
@@ -154,31 +155,25 @@ def test_the_cosine_schedule_warms_up_then_decays_to_zero():
         epochs=10,
         lr_schedule="cosine",
         warmup_epochs=2,
+        **settings,
     )
+
+
+def test_the_cosine_schedule_warms_up_then_decays_to_zero():
+    cfg = _cosine_config()
     rates = [scheduled_lr(cfg, e, s, 4) for e in range(1, 11) for s in range(4)]
     assert rates[:8] == sorted(rates[:8]) and rates[7] == pytest.approx(1.0)
     assert rates[8:] == sorted(rates[8:], reverse=True) and rates[-1] < 0.01
 
 
 def test_warm_restarts_decay_each_cycle_from_the_full_rate():
-    cfg = TrainConfig(
-        model="velankar_crnn",
-        features_path="f",
-        clips_path="c",
-        split_path="s",
-        lr=1.0,
-        epochs=10,
-        lr_schedule="cosine",
-        warmup_epochs=2,
-        lr_cycles=2,
-    )
+    cfg = _cosine_config(lr_cycles=2)
     rates = [scheduled_lr(cfg, e, s, 4) for e in range(1, 11) for s in range(4)]
     first, second = rates[8:24], rates[24:]  # epochs 3-6 and 7-10: four epochs each
     assert first == second
     assert first[0] == pytest.approx(1.0) and first == sorted(first, reverse=True)
     assert first[-1] < 0.05 and scheduled_lr(cfg, 11, 0, 4) == 0.0
-    one_cycle = TrainConfig(**{**cfg.to_dict(), "lr_cycles": 1})
-    assert scheduled_lr(one_cycle, 7, 0, 4) == pytest.approx(0.5)  # halfway through one decay
+    assert scheduled_lr(_cosine_config(), 7, 0, 4) == pytest.approx(0.5)  # half of one decay
     with pytest.raises(ConfigError, match="lr_cycles"):
         TrainConfig.from_dict({**cfg.to_dict(), "lr_cycles": 0})
 
