@@ -735,7 +735,7 @@ def scheduled_lr(config: TrainConfig, epoch: int, step: int, steps_per_epoch: in
     run needs no scheduler state. ``cosine``: linear warm-up over ``warmup_epochs``, then cosine
     decay to zero at the end of epoch ``epochs``; with ``lr_cycles`` > 1 the time after the
     warm-up is cut into that many equal cycles, each decaying from ``lr`` to zero (warm
-    restarts), so the epochs a checkpoint ensemble keeps come from different basins."""
+    restarts): the epochs a checkpoint ensemble keeps can then come from different cycles."""
     if config.lr_schedule == "constant":
         return config.lr
     position = (epoch - 1) + step / max(steps_per_epoch, 1)  # epochs done before this batch
