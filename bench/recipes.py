@@ -394,6 +394,12 @@ def bench_dataset(info: dict, args, results: list[dict]) -> None:
 # --- the table -----------------------------------------------------------------------------------
 
 
+def _in_dataset_order(results: pd.DataFrame) -> pd.DataFrame:
+    """Rows sorted by dataset in the CLI's order, whatever the order of the result files."""
+    order = {name: i for i, name in enumerate(DATASETS)}
+    return results.sort_values("dataset", key=lambda d: d.map(order), kind="stable")
+
+
 def table(results: pd.DataFrame) -> str:
     """Mean ± std over (repeat, fold) splits and seeds, one row per dataset/model/recipe/kind."""
     baseline = results["model"].isin(BASELINES["classification"] + BASELINES["regression"])
@@ -402,8 +408,7 @@ def table(results: pd.DataFrame) -> str:
     results["task"] = np.where(regression, "regression", "classification")
     results["seq_len"] = results["seq_len"].astype(object).fillna("-").astype(str)
     lines = []
-    order = {name: i for i, name in enumerate(DATASETS)}  # the CLI's order, whatever the files'
-    results = results.sort_values("dataset", key=lambda d: d.map(order), kind="stable")
+    results = _in_dataset_order(results)
     for (dataset, task), frame in results.groupby(["dataset", "task"], sort=False):
         metrics = ("rmse", "r") if task == "regression" else ("accuracy", "macro_f1")
         lines += [
@@ -435,8 +440,7 @@ def paired_table(results: pd.DataFrame) -> str:
     ]
     results = results.drop_duplicates()
     results = results.assign(seq_len=results["seq_len"].astype(object).fillna("-").astype(str))
-    order = {name: i for i, name in enumerate(DATASETS)}
-    results = results.sort_values("dataset", key=lambda d: d.map(order), kind="stable")
+    results = _in_dataset_order(results)
     for dataset, frame in results.groupby("dataset", sort=False):
         full = frame[frame["split"].str.fullmatch(r"r\d+-f\d+")]
         folds = full["split"].str.extract(r"-f(\d+)")[0].astype(int).max() + 1
