@@ -394,9 +394,11 @@ def bench_dataset(info: dict, args, results: list[dict]) -> None:
 # --- the table -----------------------------------------------------------------------------------
 
 
-def _in_dataset_order(results: pd.DataFrame) -> pd.DataFrame:
-    """Rows sorted by dataset in the CLI's order, whatever the order of the result files."""
+def _for_tables(results: pd.DataFrame) -> pd.DataFrame:
+    """Rows sorted by dataset in the CLI's order, whatever the order of the result files, with
+    ``seq_len`` as text ("-" for the models without one)."""
     order = {name: i for i, name in enumerate(DATASETS)}
+    results = results.assign(seq_len=results["seq_len"].astype(object).fillna("-").astype(str))
     return results.sort_values("dataset", key=lambda d: d.map(order), kind="stable")
 
 
@@ -406,9 +408,8 @@ def table(results: pd.DataFrame) -> str:
     results = pd.concat([results[baseline].drop_duplicates(), results[~baseline]])
     regression = results["model"].isin(REGRESSORS + BASELINES["regression"])
     results["task"] = np.where(regression, "regression", "classification")
-    results["seq_len"] = results["seq_len"].astype(object).fillna("-").astype(str)
+    results = _for_tables(results)
     lines = []
-    results = _in_dataset_order(results)
     for (dataset, task), frame in results.groupby(["dataset", "task"], sort=False):
         metrics = ("rmse", "r") if task == "regression" else ("accuracy", "macro_f1")
         lines += [
@@ -438,9 +439,7 @@ def paired_table(results: pd.DataFrame) -> str:
         "| Δ / std of the reference | corrected t |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    results = results.drop_duplicates()
-    results = results.assign(seq_len=results["seq_len"].astype(object).fillna("-").astype(str))
-    results = _in_dataset_order(results)
+    results = _for_tables(results.drop_duplicates())
     for dataset, frame in results.groupby("dataset", sort=False):
         full = frame[frame["split"].str.fullmatch(r"r\d+-f\d+")]
         folds = full["split"].str.extract(r"-f(\d+)")[0].astype(int).max() + 1
