@@ -12,7 +12,7 @@ from torch.nn import functional as F
 
 from merflow.errors import ConfigError
 from merflow.models import MODELS, build_model, count_parameters, feature_options
-from merflow.models.blocks import Maxout, SequenceDropout
+from merflow.models.blocks import Conv2dBlock, Maxout, SequenceDropout, last_states
 
 MALIK = ("malik_crnn", "malik_crnn_nb")
 VELANKAR = ("velankar_crnn", "velankar_parallel")
@@ -81,6 +81,38 @@ def test_crnn_runs_the_lstm_over_pooled_time_steps():
     steps = model.blocks(torch.randn(1, 128, 640))
     # valid conv (kernel 5) then pool 2, three times: 640 -> 318 -> 157 -> 76
     assert steps.shape == (1, 56, 76)
+
+
+def test_conv2d_block_is_conv_relu_pool_in_values_and_gradients():
+    block = Conv2dBlock(3, 8, (3, 1), (2, 2))
+    x = torch.randn(2, 3, 20, 16)  # odd sizes and negative windows included
+    x_literal = x.clone().requires_grad_()
+    x_block = x.clone().requires_grad_()
+    literal = block.pool(F.relu(block.conv(x_literal)))  # the order the paper describes
+    assert torch.equal(block(x_block), literal)
+    weights = torch.randn_like(literal)
+    (grad_literal,) = torch.autograd.grad((literal * weights).sum(), x_literal)
+    (grad_block,) = torch.autograd.grad((block(x_block) * weights).sum(), x_block)
+    assert torch.equal(grad_block, grad_literal)
+
+
+def test_parallel_channels_last_gives_the_plain_layouts_logits_and_gradients():
+    model = build_model("velankar_parallel", n_features=64, n_outputs=4, n_frames=160)
+    x = torch.randn(3, 64, 160)
+
+    def plain_forward(x):  # the same layers on tensors in the default (contiguous) layout
+        image = x.transpose(1, 2).unsqueeze(1).contiguous()
+        _, h_n = model.gru(model.rnn_pool(image).squeeze(1))
+        features = torch.cat([model.cnn(image).flatten(1), last_states(h_n, True)], dim=1)
+        return model.classifier(features)
+
+    plain = plain_forward(x)
+    fast = model(x)
+    torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
+    conv = model.cnn[0].conv.weight
+    (grad_plain,) = torch.autograd.grad(plain.square().sum(), conv)
+    (grad_fast,) = torch.autograd.grad(fast.square().sum(), conv)
+    torch.testing.assert_close(grad_fast, grad_plain, rtol=1e-4, atol=1e-5)
 
 
 # --- parameter counts -------------------------------------------------------------------------

@@ -216,7 +216,9 @@ class VelankarParallel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, n_mels, n_frames)`` -> logits ``(B, n_classes)``."""
         _check_input(x, self.input_shape)
-        image = x.transpose(1, 2).unsqueeze(1)  # (B, 1, time, mel), the paper's orientation
+        # (B, 1, time, mel), the paper's orientation. Channels-last memory lets the convolutions
+        # and pools run on vectors of channels: about twice as fast on a CPU (bench/training.py).
+        image = x.transpose(1, 2).unsqueeze(1).contiguous(memory_format=torch.channels_last)
         cnn_features = self.cnn(image).flatten(1)  # (B, 256)
         _, h_n = self.gru(self.rnn_pool(image).squeeze(1))  # GRU over pooled time steps
         rnn_features = last_states(h_n, True)  # (B, 128)
