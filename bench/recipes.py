@@ -492,7 +492,7 @@ def main() -> None:
         "--parallel-splits",
         type=int,
         default=2,
-        help="splits velankar_parallel is trained on (it is ~10x slower)",
+        help="splits velankar_parallel is trained on (it is ~7x slower)",
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument(
