@@ -31,6 +31,7 @@ from merflow.training import (
     Progress,
     TrainConfig,
     _advance,
+    _optimizer,
     scheduled_lr,
     train,
 )
@@ -142,6 +143,33 @@ def test_a_bad_recipe_setting_names_the_setting():
                 "train_crop": "middle",
             }
         )
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "extra"),
+    [
+        ("adam", torch.optim.Adam, {}),
+        ("adamw", torch.optim.AdamW, {}),
+        ("sgd", torch.optim.SGD, {"momentum": 0.9, "nesterov": True}),
+    ],
+)
+def test_each_optimizer_gets_the_rate_and_decay_of_the_config(name, kind, extra):
+    cfg = TrainConfig(
+        model="m",
+        features_path="f",
+        clips_path="c",
+        split_path="s",
+        optimizer=name,
+        lr=0.05,
+        weight_decay=1e-4,
+    )
+    optimizer = _optimizer(nn.Linear(3, 2), cfg)
+    assert type(optimizer) is kind
+    group = optimizer.param_groups[0]
+    assert group["lr"] == 0.05 and group["weight_decay"] == 1e-4
+    assert {k: group[k] for k in extra} == extra
+    with pytest.raises(ConfigError, match="optimizer.*sgd"):
+        TrainConfig.from_dict({**cfg.to_dict(), "optimizer": "rmsprop"})
 
 
 def _cosine_config(**settings) -> TrainConfig:

@@ -27,7 +27,8 @@ of :class:`merflow.training.TrainConfig`, recorded resolved in each run's ``run.
       and left off;
     * ``balanced_sampling`` (draw clips with probability inversely proportional to their
       class frequency), ``label_smoothing``;
-    * AdamW (``optimizer``, ``weight_decay``), a one-cycle-like schedule: linear warm-up over
+    * AdamW (``optimizer``, ``weight_decay``; ``sgd``, Nesterov momentum, measured level with
+      it and left off), a one-cycle-like schedule: linear warm-up over
       ``warmup_epochs`` then cosine decay to zero at ``epochs`` (``lr_schedule: cosine``);
       ``lr_cycles`` > 1 restarts the decay that many times (warm restarts), measured and left
       at 1;

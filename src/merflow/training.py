@@ -107,7 +107,7 @@ class TrainConfig:
     # The recipe settings (merflow.recipes documents each); these defaults are the paper recipe.
     recipe: str = "paper"
     hop_fraction: float | None = None  # hop = round(seq_len * hop_fraction) when hop is unset
-    optimizer: str = "adam"  # "adam" | "adamw"
+    optimizer: str = "adam"  # "adam" | "adamw" | "sgd" (Nesterov momentum 0.9)
     weight_decay: float = 0.0
     lr_schedule: str = "constant"  # "constant" | "cosine" (linear warm-up, cosine decay)
     warmup_epochs: float = 0.0
@@ -142,7 +142,7 @@ class TrainConfig:
         """Raise a ConfigError naming the setting whose value is not allowed."""
         choices = {
             "recipe": ("paper", "merflow"),
-            "optimizer": ("adam", "adamw"),
+            "optimizer": ("adam", "adamw", "sgd"),
             "lr_schedule": ("constant", "cosine"),
             "select_by": ("loss", "score"),
             "train_crop": ("center", "random"),
@@ -726,8 +726,11 @@ def _augment(
 
 
 def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    params, lr, decay = model.parameters(), config.lr, config.weight_decay
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=decay)
     kind = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-    return kind(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    return kind(params, lr=lr, weight_decay=decay)
 
 
 def scheduled_lr(config: TrainConfig, epoch: int, step: int, steps_per_epoch: int) -> float:
