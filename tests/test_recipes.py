@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 
 import numpy as np
@@ -25,7 +26,7 @@ from merflow.data import crop_start, eval_crop_starts, moving_average
 from merflow.errors import ConfigError
 from merflow.evaluation import evaluate
 from merflow.features.logmel import fit_frames
-from merflow.io import read_table, write_table
+from merflow.io import read_json, read_table, write_table
 from merflow.training import (
     NetworkPredictor,
     Progress,
@@ -359,6 +360,29 @@ def test_a_checkpoint_ensemble_holds_the_weights_of_the_best_epochs(frames_dir, 
         train(tmp_path / f"until{epoch}", shorter)
         last = torch.load(tmp_path / f"until{epoch}" / "last.pt", weights_only=True)["model"]
         assert all(torch.equal(best["model"][f"members.{member}.{k}"], v) for k, v in last.items())
+
+
+def test_the_first_member_of_a_checkpoint_ensemble_predicts_as_a_best_epoch_run(
+    frames_dir, tmp_path, monkeypatch
+):
+    """bench/best_epoch.py's premise: checkpoint_ensemble changes prediction, not training."""
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    spec = importlib.util.spec_from_file_location(
+        "bench_best_epoch", REPO / "bench" / "best_epoch.py"
+    )
+    best_epoch = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(best_epoch)
+    settings = {"epochs": 5, "lr": 0.003}
+    train(tmp_path / "ce3", merflow_frames(frames_dir, checkpoint_ensemble=3, **settings))
+    train(tmp_path / "ce1", merflow_frames(frames_dir, checkpoint_ensemble=1, **settings))
+    evaluate(tmp_path / "ce1")
+
+    rescored = best_epoch.best_epoch_run(tmp_path / "ce3", tmp_path / "rescored")
+
+    assert rescored == read_json(tmp_path / "ce1" / "metrics.json")
+    expected, got = (read_table(tmp_path / d / "predictions.parquet") for d in ("ce1", "rescored"))
+    pd.testing.assert_frame_equal(got, expected)
+    assert best_epoch.same_classes(tmp_path / "rescored", tmp_path / "ce1")
 
 
 # --- training ------------------------------------------------------------------------------------
