@@ -25,7 +25,7 @@ import torch
 from recipes import ensemble_scores, headline
 
 from merflow.evaluation import evaluate
-from merflow.io import read_json, read_table, write_json
+from merflow.io import atomic_path, read_json, read_table, write_json
 from merflow.training import BEST_FILE, NORM_FILE, RUN_FILE, load_checkpoint
 
 log = logging.getLogger("bench.best_epoch")
@@ -47,9 +47,10 @@ def best_epoch_run(run_dir: Path, out: Path) -> dict:
         "build": {k: v for k, v in checkpoint["build"].items() if k != "members"},
         "epoch": checkpoint["epochs"][0],
     }
-    out.mkdir(parents=True, exist_ok=True)
-    torch.save(single, out / BEST_FILE)
-    shutil.copy2(run_dir / NORM_FILE, out / NORM_FILE)
+    with atomic_path(out / BEST_FILE) as tmp:
+        torch.save(single, tmp)
+    with atomic_path(out / NORM_FILE) as tmp:
+        shutil.copy2(run_dir / NORM_FILE, tmp)
     record = read_json(run_dir / RUN_FILE)
     record["config"]["checkpoint_ensemble"] = 1
     record["rescored_from"] = str(run_dir)
