@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pandas as pd
-from workflow_utils import REPO
+from workflow_utils import bench_module
 
-spec = importlib.util.spec_from_file_location("bench_recipes", REPO / "bench" / "recipes.py")
-bench = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(bench)
+bench = bench_module("recipes")
 
 
 def _rows(model, recipe, kind, values, seq_len=None, metric="accuracy"):

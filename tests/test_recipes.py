@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 
 import numpy as np
@@ -19,7 +18,7 @@ from test_training import (
     write_regression_tables,
 )
 from torch import nn
-from workflow_utils import REPO
+from workflow_utils import REPO, bench_module
 
 from merflow import augment, config, models, recipes
 from merflow.data import crop_start, eval_crop_starts, moving_average
@@ -363,15 +362,10 @@ def test_a_checkpoint_ensemble_holds_the_weights_of_the_best_epochs(frames_dir, 
 
 
 def test_the_first_member_of_a_checkpoint_ensemble_predicts_as_a_best_epoch_run(
-    frames_dir, tmp_path, monkeypatch
+    frames_dir, tmp_path
 ):
     """bench/best_epoch.py's premise: checkpoint_ensemble changes prediction, not training."""
-    monkeypatch.syspath_prepend(str(REPO / "bench"))
-    spec = importlib.util.spec_from_file_location(
-        "bench_best_epoch", REPO / "bench" / "best_epoch.py"
-    )
-    best_epoch = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(best_epoch)
+    best_epoch = bench_module("best_epoch")
     settings = {"epochs": 5, "lr": 0.003}
     train(tmp_path / "ce3", merflow_frames(frames_dir, checkpoint_ensemble=3, **settings))
     train(tmp_path / "ce1", merflow_frames(frames_dir, checkpoint_ensemble=1, **settings))

@@ -7,6 +7,7 @@ itself is the session fixture ``tiny_run`` in conftest.py.
 from __future__ import annotations
 
 import copy
+import importlib.util
 import os
 import re
 import subprocess
@@ -16,6 +17,20 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def bench_module(name: str):
+    """``bench/<name>.py`` as a module; bench/ joins ``sys.path``, as when a script runs, since
+    the scripts import one another."""
+    folder = str(REPO / "bench")
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 
 TINY = {
