@@ -428,31 +428,35 @@ def table(results: pd.DataFrame) -> str:
 
 def paired_table(results: pd.DataFrame) -> str:
     """The merflow recipe against the paper recipe and against the linear baseline, paired by
-    split (each split's mean over seeds for single runs): mean difference ± std over splits,
+    split (each split's mean over seeds for single runs). A variant of merflow (``merflow+s4-7``)
+    is paired with the same variant of paper (``paper+s4-7``) where there is one, and always with
+    the linear baseline. Each row gives the mean difference ± std over splits,
     splits won, the difference in units of the reference's std in the main table (over splits
     and seeds for single runs, over splits for ensembles and baselines: issue 8's yardstick)
     and the corrected resampled t of Nadeau and Bengio (2003), which widens the variance by
     ``n_test / n_train`` because the splits of repeated k-fold share their training clips."""
     lines = [
         "\n### merflow against the paper recipe and the linear baseline, paired by split\n",
-        "| dataset | model | seq_len | kind | against | splits | Δ (better > 0) | won "
+        "| dataset | model | recipe | seq_len | kind | against | splits | Δ (better > 0) | won "
         "| Δ / std of the reference | corrected t |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     results = _for_tables(results.drop_duplicates())
     for dataset, frame in results.groupby("dataset", sort=False):
         full = frame[frame["split"].str.fullmatch(r"r\d+-f\d+")]
         folds = full["split"].str.extract(r"-f(\d+)")[0].astype(int).max() + 1
-        for (model, seq_len, kind), mine in full[full["recipe"] == "merflow"].groupby(
-            ["model", "seq_len", "kind"], sort=False
+        merflow = full[full["recipe"].str.startswith("merflow")]
+        for (model, recipe, seq_len, kind), mine in merflow.groupby(
+            ["model", "recipe", "seq_len", "kind"], sort=False
         ):
             regression = model in REGRESSORS
             metric, sign = ("rmse", -1.0) if regression else ("accuracy", 1.0)
             linear = BASELINES["regression" if regression else "classification"][1]
+            paper = "paper" + recipe.removeprefix("merflow")
             others = {
-                "paper": full[
+                paper: full[
                     (full["model"] == model)
-                    & (full["recipe"] == "paper")
+                    & (full["recipe"] == paper)
                     & (full["seq_len"] == seq_len)
                     & (full["kind"] == kind)
                 ],
@@ -471,7 +475,8 @@ def paired_table(results: pd.DataFrame) -> str:
                 in_stds = f"{delta.mean() / yardstick:+.2f}" if yardstick > 0 else "-"
                 t = f"{delta.mean() / spread:+.2f}" if spread > 1e-9 else "-"
                 lines.append(
-                    f"| {dataset} | {model} | {seq_len} | {kind} | {against} | {len(common)} "
+                    f"| {dataset} | {model} | {recipe} | {seq_len} | {kind} | {against} "
+                    f"| {len(common)} "
                     f"| {delta.mean():+.3f} ± {delta.std(ddof=0):.3f} "
                     f"| {int((delta > 0).sum())}/{len(common)} "
                     f"| {in_stds} "

@@ -25,9 +25,9 @@ def _rows(model, recipe, kind, values, seq_len=None, metric="accuracy"):
     ]
 
 
-def _cells(text: str, against: str, kind: str = "single") -> list[str]:
-    line = next(x for x in text.splitlines() if f"| {kind} | {against} |" in x)
-    return [c.strip() for c in line.strip("|").split("|")]
+def _cells(text: str, against: str, kind: str = "single", recipe: str = "merflow") -> list[str]:
+    rows = [[c.strip() for c in x.strip("|").split("|")] for x in text.splitlines() if "|" in x]
+    return next(r for r in rows if (r[2], r[4], r[5]) == (recipe, kind, against))
 
 
 def test_paired_table_pairs_by_split_and_corrects_t_for_shared_training_clips():
@@ -41,20 +41,37 @@ def test_paired_table_pairs_by_split_and_corrects_t_for_shared_training_clips():
         # a second seed of merflow, 0.02 lower: each split's mean over seeds is merflow - 0.01
         + _rows("velankar_crnn", "merflow", "single", merflow - 0.02)
         + _rows("logistic", "-", "single", logistic)
-        + _rows("velankar_crnn", "merflow+ce1", "single", paper)  # a variant: not compared
     )
     text = bench.paired_table(results)
 
     cells = _cells(text, "paper")
     delta = gain - 0.01
-    assert cells[5] == "6" and cells[7] == "5/6"  # gains of 0.01 .. 0.05 and one of -0.01
-    assert cells[6] == f"{delta.mean():+.3f} ± {delta.std():.3f}"
-    assert cells[8] == f"{delta.mean() / paper.std():+.2f}"
+    assert cells[6] == "6" and cells[8] == "5/6"  # gains of 0.01 .. 0.05 and one of -0.01
+    assert cells[7] == f"{delta.mean():+.3f} ± {delta.std():.3f}"
+    assert cells[9] == f"{delta.mean() / paper.std():+.2f}"
     # 3 folds: test / training clips = 1/2, so the variance is widened by 1/6 + 1/2
     t = delta.mean() / np.sqrt((1 / 6 + 1 / 2) * delta.var(ddof=1))
-    assert cells[9] == f"{t:+.2f}"
-    assert _cells(text, "logistic")[7] == "3/6"
-    assert "merflow+ce1" not in text
+    assert cells[10] == f"{t:+.2f}"
+    assert _cells(text, "logistic")[8] == "3/6"
+
+
+def test_paired_table_pairs_a_variant_with_the_same_variant_of_paper():
+    paper = np.array([0.50, 0.52, 0.48, 0.55, 0.50, 0.45])
+    logistic = np.full(6, 0.50)
+    results = pd.DataFrame(
+        _rows("velankar_crnn", "paper", "single", paper)
+        + _rows("velankar_crnn", "paper+s4-7", "single", paper - 0.10)
+        + _rows("velankar_crnn", "merflow+s4-7", "single", paper)
+        + _rows("velankar_crnn", "merflow+ce1", "single", paper + 0.03)  # no paper+ce1
+        + _rows("logistic", "-", "single", logistic)
+    )
+    text = bench.paired_table(results)
+    fresh = _cells(text, "paper+s4-7", recipe="merflow+s4-7")
+    assert fresh[7].startswith("+0.100") and fresh[8] == "6/6"
+    assert _cells(text, "logistic", recipe="merflow+s4-7")[7].startswith("+0.000")
+    assert _cells(text, "logistic", recipe="merflow+ce1")[7].startswith("+0.030")
+    assert "| merflow+ce1 | - | single | paper" not in text
+    assert "| merflow+s4-7 | - | single | paper |" not in text
 
 
 def test_paired_table_counts_lower_rmse_as_better():
@@ -65,6 +82,6 @@ def test_paired_table_counts_lower_rmse_as_better():
         + _rows("ridge", "-", "single", paper + 0.01, metric="rmse")
     )
     text = bench.paired_table(results)
-    assert _cells(text, "paper")[6].startswith("+0.020") and _cells(text, "paper")[7] == "6/6"
-    assert _cells(text, "ridge")[6].startswith("+0.030")
-    assert _cells(text, "ridge")[9] == "-"  # the same gain on every split: no spread to scale by
+    assert _cells(text, "paper")[7].startswith("+0.020") and _cells(text, "paper")[8] == "6/6"
+    assert _cells(text, "ridge")[7].startswith("+0.030")
+    assert _cells(text, "ridge")[10] == "-"  # the same gain on every split: no spread to scale by
