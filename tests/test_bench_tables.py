@@ -9,7 +9,7 @@ from workflow_utils import bench_module
 bench = bench_module("recipes")
 
 
-def _rows(model, recipe, kind, values, seq_len=None, metric="accuracy"):
+def _rows(model, recipe, kind, values, seq_len=None, metric="accuracy", seed=0):
     splits = [f"r{r}-f{f}" for r in range(2) for f in range(3)]
     return [
         {
@@ -18,6 +18,7 @@ def _rows(model, recipe, kind, values, seq_len=None, metric="accuracy"):
             "recipe": recipe,
             "split": split,
             "kind": kind,
+            "seed": seed,
             "seq_len": seq_len,
             metric: value,
         }
@@ -39,7 +40,7 @@ def test_paired_table_pairs_by_split_and_corrects_t_for_shared_training_clips():
         _rows("velankar_crnn", "paper", "single", paper)
         + _rows("velankar_crnn", "merflow", "single", merflow)
         # a second seed of merflow, 0.02 lower: each split's mean over seeds is merflow - 0.01
-        + _rows("velankar_crnn", "merflow", "single", merflow - 0.02)
+        + _rows("velankar_crnn", "merflow", "single", merflow - 0.02, seed=1)
         + _rows("logistic", "-", "single", logistic)
     )
     text = bench.paired_table(results)
@@ -85,3 +86,37 @@ def test_paired_table_counts_lower_rmse_as_better():
     assert _cells(text, "paper")[7].startswith("+0.020") and _cells(text, "paper")[8] == "6/6"
     assert _cells(text, "ridge")[7].startswith("+0.030")
     assert _cells(text, "ridge")[10] == "-"  # the same gain on every split: no spread to scale by
+
+
+def test_paired_table_counts_a_split_level_when_seed_means_differ_by_rounding_alone():
+    # four seeds each; both means are 0.58, but pandas sums the first to 0.5800000000000001
+    merflow, paper = (0.58, 0.60, 0.56, 0.58), (0.57, 0.59, 0.59, 0.57)
+    results = pd.DataFrame(
+        [
+            row
+            for seed, value in enumerate(merflow)
+            for row in _rows("velankar_crnn", "merflow", "single", np.full(6, value), seed=seed)
+        ]
+        + [
+            row
+            for seed, value in enumerate(paper)
+            for row in _rows("velankar_crnn", "paper", "single", np.full(6, value), seed=seed)
+        ]
+        + _rows("logistic", "-", "single", np.full(6, 0.5))
+    )
+    results = results.sort_values("split", kind="stable")  # as the bench writes them
+    assert _cells(bench.paired_table(results), "paper")[8] == "0/6"
+
+
+def test_paired_table_keeps_seeds_that_score_alike_and_drops_rows_read_twice():
+    seeds = [
+        _rows("velankar_crnn", "merflow", "single", np.full(6, value), seed=seed)
+        for seed, value in enumerate((0.50, 0.50, 0.62))
+    ]
+    results = pd.DataFrame(
+        [row for rows in seeds for row in rows]
+        + seeds[2]  # the same run in a second results file
+        + _rows("velankar_crnn", "paper", "single", np.full(6, 0.53))
+        + _rows("logistic", "-", "single", np.full(6, 0.5))
+    )
+    assert _cells(bench.paired_table(results), "paper")[7].startswith("+0.010")
