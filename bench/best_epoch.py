@@ -91,7 +91,11 @@ def main() -> None:
             continue
         row = {"dataset": args.dataset, "model": args.model, "recipe": f"{args.recipe}+ce1"}
         row |= {"split": split.name, "seq_len": None}
-        rows += [{**row, "kind": "single", **headline(read_json(d / "metrics.json"))} for d in dirs]
+        rows += [
+            {**row, "kind": "single", "seed": int(d.name.removeprefix("seed"))}
+            | headline(read_json(d / "metrics.json"))
+            for d in dirs
+        ]
         rows.append({**row, "kind": "seed ensemble", **ensemble_scores(dirs, "classification")})
     if rows:  # none when every split has trained +ce1 runs: then the script only checks
         pd.DataFrame(rows).to_csv(args.cache / f"results{args.tag}.csv", index=False)
