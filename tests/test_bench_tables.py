@@ -26,6 +26,15 @@ def _rows(model, recipe, kind, values, seq_len=None, metric="accuracy", seed=0):
     ]
 
 
+def _seeds(model, recipe, values):
+    """One run per seed, each scoring ``values[seed]`` on every split."""
+    return [
+        row
+        for seed, value in enumerate(values)
+        for row in _rows(model, recipe, "single", np.full(6, value), seed=seed)
+    ]
+
+
 def _cells(text: str, against: str, kind: str = "single", recipe: str = "merflow") -> list[str]:
     rows = [[c.strip() for c in x.strip("|").split("|")] for x in text.splitlines() if "|" in x]
     return next(r for r in rows if (r[2], r[4], r[5]) == (recipe, kind, against))
@@ -92,16 +101,8 @@ def test_paired_table_counts_a_split_level_when_seed_means_differ_by_rounding_al
     # four seeds each; both means are 0.58, but pandas sums the first to 0.5800000000000001
     merflow, paper = (0.58, 0.60, 0.56, 0.58), (0.57, 0.59, 0.59, 0.57)
     results = pd.DataFrame(
-        [
-            row
-            for seed, value in enumerate(merflow)
-            for row in _rows("velankar_crnn", "merflow", "single", np.full(6, value), seed=seed)
-        ]
-        + [
-            row
-            for seed, value in enumerate(paper)
-            for row in _rows("velankar_crnn", "paper", "single", np.full(6, value), seed=seed)
-        ]
+        _seeds("velankar_crnn", "merflow", merflow)
+        + _seeds("velankar_crnn", "paper", paper)
         + _rows("logistic", "-", "single", np.full(6, 0.5))
     )
     results = results.sort_values("split", kind="stable")  # as the bench writes them
@@ -109,13 +110,10 @@ def test_paired_table_counts_a_split_level_when_seed_means_differ_by_rounding_al
 
 
 def test_paired_table_keeps_seeds_that_score_alike_and_drops_rows_read_twice():
-    seeds = [
-        _rows("velankar_crnn", "merflow", "single", np.full(6, value), seed=seed)
-        for seed, value in enumerate((0.50, 0.50, 0.62))
-    ]
+    seeds = _seeds("velankar_crnn", "merflow", (0.50, 0.50, 0.62))
     results = pd.DataFrame(
-        [row for rows in seeds for row in rows]
-        + seeds[2]  # the same run in a second results file
+        seeds
+        + [row for row in seeds if row["seed"] == 2]  # the same run in a second results file
         + _rows("velankar_crnn", "paper", "single", np.full(6, 0.53))
         + _rows("logistic", "-", "single", np.full(6, 0.5))
     )
