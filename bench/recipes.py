@@ -406,9 +406,10 @@ def _for_tables(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def table(results: pd.DataFrame) -> str:
-    """Mean ± std over (repeat, fold) splits and seeds, one row per dataset/model/recipe/kind."""
-    baseline = results["model"].isin(BASELINES["classification"] + BASELINES["regression"])
-    results = pd.concat([results[baseline].drop_duplicates(), results[~baseline]])
+    """Mean ± std over (repeat, fold) splits and seeds, one row per dataset/model/recipe/kind.
+    A run that several result files hold (every bench process scores the baselines; a re-run
+    that extends a design repeats the cached runs) counts once."""
+    results = results.drop_duplicates()
     regression = results["model"].isin(REGRESSORS + BASELINES["regression"])
     results["task"] = np.where(regression, "regression", "classification")
     results = _for_tables(results)

@@ -1,4 +1,5 @@
-"""The benchmark's paired comparison (bench/recipes.py): differences, wins and the corrected t."""
+"""The benchmark's tables (bench/recipes.py): mean ± std, and the paired comparison with its
+differences, wins and corrected t."""
 
 from __future__ import annotations
 
@@ -118,3 +119,13 @@ def test_paired_table_keeps_seeds_that_score_alike_and_drops_rows_read_twice():
         + _rows("logistic", "-", "single", np.full(6, 0.5))
     )
     assert _cells(bench.paired_table(results), "paper")[7].startswith("+0.010")
+
+
+def test_table_counts_a_run_read_from_two_result_files_once():
+    seeds = _seeds("velankar_crnn", "merflow", (0.50, 0.50, 0.62))
+    rerun = [row for row in seeds if row["seed"] == 2]  # a second process reused this run
+    text = bench.table(pd.DataFrame(seeds + rerun).assign(macro_f1=0.4))
+    row = next(x for x in text.splitlines() if x.startswith("| velankar_crnn | merflow |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[4] == "18"  # 3 seeds x 6 splits
+    assert cells[5].startswith("0.540 ± ")
