@@ -397,6 +397,22 @@ def bench_dataset(info: dict, args, results: list[dict]) -> None:
 # --- the table -----------------------------------------------------------------------------------
 
 
+def read_results(cache: Path) -> pd.DataFrame:
+    """Every ``results*.csv`` under ``cache``, as one frame. The tables count a run once when
+    several files hold it, which needs each run's seed: two seeds that score alike on a split
+    are otherwise one row."""
+    frames = []
+    for path in sorted(cache.glob("results*.csv")):
+        frame = pd.read_csv(path)
+        if "seed" not in frame.columns:
+            raise SystemExit(
+                f"{path}: written before result rows carried the seed; re-run the bench command "
+                "of its tag (cached runs are reused, so it only re-writes the file)"
+            )
+        frames.append(frame)
+    return pd.concat(frames)
+
+
 def _for_tables(results: pd.DataFrame) -> pd.DataFrame:
     """Rows sorted by dataset in the CLI's order, whatever the order of the result files, with
     ``seq_len`` as text ("-" for the models without one)."""
@@ -410,6 +426,8 @@ def table(results: pd.DataFrame) -> str:
     A run that several result files hold (every bench process scores the baselines; a re-run
     that extends a design repeats the cached runs) counts once."""
     results = results.drop_duplicates()
+    baseline = results["model"].isin(BASELINES["classification"] + BASELINES["regression"])
+    results = pd.concat([results[baseline], results[~baseline]])  # baselines head each table
     regression = results["model"].isin(REGRESSORS + BASELINES["regression"])
     results["task"] = np.where(regression, "regression", "classification")
     results = _for_tables(results)
@@ -535,7 +553,7 @@ def main() -> None:
     if not args.table_only:
         for name in args.datasets:
             bench_dataset(prepare(name, args.data, args.cache), args, results)
-    frame = pd.concat([pd.read_csv(p) for p in sorted(args.cache.glob("results*.csv"))])
+    frame = read_results(args.cache)
     text = table(frame) + paired_table(frame)
     print(text)
     if args.out:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from workflow_utils import bench_module
 
 bench = bench_module("recipes")
@@ -129,3 +130,13 @@ def test_table_counts_a_run_read_from_two_result_files_once():
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[4] == "18"  # 3 seeds x 6 splits
     assert cells[5].startswith("0.540 ± ")
+
+
+def test_results_without_seeds_are_refused_with_the_file_and_the_fix(tmp_path):
+    rows = pd.DataFrame(_seeds("velankar_crnn", "merflow", (0.50, 0.62)))
+    rows.to_csv(tmp_path / "resultsA.csv", index=False)
+    rows.drop(columns="seed").to_csv(tmp_path / "resultsOld.csv", index=False)
+    with pytest.raises(SystemExit, match=r"resultsOld\.csv: written before .* re-run"):
+        bench.read_results(tmp_path)
+    (tmp_path / "resultsOld.csv").unlink()
+    assert len(bench.read_results(tmp_path)) == 12
