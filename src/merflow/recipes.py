@@ -33,7 +33,8 @@ of :class:`merflow.training.TrainConfig`, recorded resolved in each run's ``run.
       ``lr_cycles`` > 1 restarts the decay that many times (warm restarts), measured and left
       at 1;
     * early stopping and the best checkpoint on ``select_by: score`` -- macro-F1 for
-      classification, RMSE for regression -- rather than the validation loss;
+      classification, RMSE for regression -- rather than the validation loss (with only a
+      few validation clips per class, macro-F1 peaks early by chance: set ``select_by: loss``);
     * ``checkpoint_ensemble`` -- the run predicts with the mean class probabilities of its 5
       best epochs on validation (one model in ``best.pt``), not with the best epoch alone.
 
