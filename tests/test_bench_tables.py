@@ -37,8 +37,12 @@ def _seeds(model, recipe, values):
     ]
 
 
+def _row_cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
 def _cells(text: str, against: str, kind: str = "single", recipe: str = "merflow") -> list[str]:
-    rows = [[c.strip() for c in x.strip("|").split("|")] for x in text.splitlines() if "|" in x]
+    rows = [_row_cells(x) for x in text.splitlines() if "|" in x]
     return next(r for r in rows if (r[2], r[4], r[5]) == (recipe, kind, against))
 
 
@@ -127,7 +131,7 @@ def test_table_counts_a_run_read_from_two_result_files_once():
     rerun = [row for row in seeds if row["seed"] == 2]  # a second process reused this run
     text = bench.table(pd.DataFrame(seeds + rerun).assign(macro_f1=0.4))
     row = next(x for x in text.splitlines() if x.startswith("| velankar_crnn | merflow |"))
-    cells = [c.strip() for c in row.strip("|").split("|")]
+    cells = _row_cells(row)
     assert cells[4] == "18"  # 3 seeds x 6 splits
     assert cells[5].startswith("0.540 ± ")
 
