@@ -398,9 +398,10 @@ def bench_dataset(info: dict, args, results: list[dict]) -> None:
 
 
 def read_results(cache: Path) -> pd.DataFrame:
-    """Every ``results*.csv`` under ``cache``, as one frame. The tables count a run once when
-    several files hold it, which needs each run's seed: two seeds that score alike on a split
-    are otherwise one row."""
+    """Every ``results*.csv`` under ``cache``, as one frame in which a run counts once, however
+    many files hold it (every bench process scores the baselines; a re-run that extends a
+    design repeats the cached runs). That needs each run's seed: two seeds that score alike on
+    a split are otherwise one row."""
     frames = []
     for path in sorted(cache.glob("results*.csv")):
         frame = pd.read_csv(path)
@@ -410,7 +411,7 @@ def read_results(cache: Path) -> pd.DataFrame:
                 "of its tag (cached runs are reused, so it only re-writes the file)"
             )
         frames.append(frame)
-    return pd.concat(frames)
+    return pd.concat(frames).drop_duplicates()
 
 
 def _for_tables(results: pd.DataFrame) -> pd.DataFrame:
@@ -422,10 +423,7 @@ def _for_tables(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def table(results: pd.DataFrame) -> str:
-    """Mean ± std over (repeat, fold) splits and seeds, one row per dataset/model/recipe/kind.
-    A run that several result files hold (every bench process scores the baselines; a re-run
-    that extends a design repeats the cached runs) counts once."""
-    results = results.drop_duplicates()
+    """Mean ± std over (repeat, fold) splits and seeds, one row per dataset/model/recipe/kind."""
     baseline = results["model"].isin(BASELINES["classification"] + BASELINES["regression"])
     results = pd.concat([results[baseline], results[~baseline]])  # baselines head each table
     regression = results["model"].isin(REGRESSORS + BASELINES["regression"])
@@ -463,7 +461,7 @@ def paired_table(results: pd.DataFrame) -> str:
         "| Δ / std of the reference | corrected t |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    results = _for_tables(results.drop_duplicates())
+    results = _for_tables(results)
     for dataset, frame in results.groupby("dataset", sort=False):
         full = frame[frame["split"].str.fullmatch(r"r\d+-f\d+")]
         folds = full["split"].str.extract(r"-f(\d+)")[0].astype(int).max() + 1

@@ -115,21 +115,28 @@ def test_paired_table_counts_a_split_level_when_seed_means_differ_by_rounding_al
     assert _cells(bench.paired_table(results), "paper")[8] == "0/6"
 
 
-def test_paired_table_keeps_seeds_that_score_alike_and_drops_rows_read_twice():
+def _read_twice(tmp_path, rows, rerun):
+    """``rows`` in one result file and ``rerun`` (runs a second process reused) in another,
+    read back as the bench reads them."""
+    pd.DataFrame(rows).to_csv(tmp_path / "resultsA.csv", index=False)
+    pd.DataFrame(rerun).to_csv(tmp_path / "resultsB.csv", index=False)
+    return bench.read_results(tmp_path)
+
+
+def test_paired_table_keeps_seeds_that_score_alike_and_drops_rows_read_twice(tmp_path):
     seeds = _seeds("velankar_crnn", "merflow", (0.50, 0.50, 0.62))
-    results = pd.DataFrame(
-        seeds
-        + [row for row in seeds if row["seed"] == 2]  # the same run in a second results file
-        + _rows("velankar_crnn", "paper", "single", np.full(6, 0.53))
-        + _rows("logistic", "-", "single", np.full(6, 0.5))
-    )
+    rest = _rows("velankar_crnn", "paper", "single", np.full(6, 0.53))
+    rest += _rows("logistic", "-", "single", np.full(6, 0.5))
+    results = _read_twice(tmp_path, seeds + rest, [row for row in seeds if row["seed"] == 2])
     assert _cells(bench.paired_table(results), "paper")[7].startswith("+0.010")
 
 
-def test_table_counts_a_run_read_from_two_result_files_once():
-    seeds = _seeds("velankar_crnn", "merflow", (0.50, 0.50, 0.62))
-    rerun = [row for row in seeds if row["seed"] == 2]  # a second process reused this run
-    text = bench.table(pd.DataFrame(seeds + rerun).assign(macro_f1=0.4))
+def test_table_counts_a_run_read_from_two_result_files_once(tmp_path):
+    seeds = [
+        row | {"macro_f1": 0.4} for row in _seeds("velankar_crnn", "merflow", (0.50, 0.50, 0.62))
+    ]
+    rerun = [row for row in seeds if row["seed"] == 2]
+    text = bench.table(_read_twice(tmp_path, seeds, rerun))
     row = next(x for x in text.splitlines() if x.startswith("| velankar_crnn | merflow |"))
     cells = _row_cells(row)
     assert cells[4] == "18"  # 3 seeds x 6 splits
