@@ -21,7 +21,7 @@ from torch import nn
 from workflow_utils import REPO, bench_module
 
 from merflow import augment, config, models, recipes
-from merflow.data import crop_start, eval_crop_starts, moving_average
+from merflow.data import FrameClips, WindowedClips, crop_start, eval_crop_starts, moving_average
 from merflow.errors import ConfigError
 from merflow.evaluation import evaluate
 from merflow.features.logmel import fit_frames
@@ -33,6 +33,7 @@ from merflow.training import (
     _advance,
     _optimizer,
     scheduled_lr,
+    select_rule,
     train,
 )
 
@@ -377,6 +378,49 @@ def test_the_first_member_of_a_checkpoint_ensemble_predicts_as_a_best_epoch_run(
     expected, got = (read_table(tmp_path / d / "predictions.parquet") for d in ("ce1", "rescored"))
     pd.testing.assert_frame_equal(got, expected)
     assert best_epoch.same_classes(tmp_path / "rescored", tmp_path / "ce1")
+
+
+def val_clips(per_class: list[int]) -> FrameClips:
+    labels = np.repeat(np.arange(len(per_class)), per_class)
+    n = len(labels)
+    return FrameClips(
+        [f"c{i}" for i in range(n)],
+        np.zeros((n, 2, 4), np.float32),
+        np.full(n, 4),
+        labels,
+        [f"k{k}" for k in range(len(per_class))],
+    )
+
+
+def test_auto_selection_takes_macro_f1_only_with_enough_validation_clips_in_every_class():
+    auto = TrainConfig(model="velankar_crnn", features_path="f", clips_path="c", split_path="s")
+    auto.select_by = "auto"
+    assert select_rule(auto, val_clips([5, 6, 5])) == "score"
+    assert select_rule(auto, val_clips([5, 4, 9])) == "loss"  # one class short is enough
+    assert select_rule(auto, val_clips([2, 2, 0])) == "loss"
+    auto.score_min_val_per_class = 2
+    assert select_rule(auto, val_clips([2, 2, 3])) == "score"
+    windows = WindowedClips(["a"], [np.zeros(3)], [np.zeros((3, 2))], [np.zeros((3, 2))], ["x"])
+    assert select_rule(auto, windows) == "score"  # regression: the RMSE is the loss too
+    for forced in ("loss", "score"):
+        auto.select_by = forced
+        assert select_rule(auto, val_clips([1, 1, 1])) == forced
+        assert select_rule(auto, val_clips([9, 9, 9])) == forced
+
+
+def test_the_merflow_recipe_selects_on_the_loss_with_two_validation_clips_per_class(
+    frames_dir, tmp_path
+):
+    assert recipes.MERFLOW["classification"]["select_by"] == "auto"
+    settings = {"epochs": 4, "checkpoint_ensemble": 1}
+    result = train(tmp_path / "few", merflow_frames(frames_dir, **settings))
+    val_loss = history(tmp_path / "few")["val_loss"].to_numpy()
+    assert result["selected_by"] == "loss"
+    assert result["best_epoch"] == int(np.argmin(val_loss)) + 1
+    assert read_json(tmp_path / "few" / "run.json")["result"]["selected_by"] == "loss"
+
+    enough = merflow_frames(frames_dir, score_min_val_per_class=2, **settings)
+    assert train(tmp_path / "enough", enough)["selected_by"] == "score"
 
 
 # --- training ------------------------------------------------------------------------------------

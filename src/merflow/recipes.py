@@ -32,14 +32,16 @@ of :class:`merflow.training.TrainConfig`, recorded resolved in each run's ``run.
       ``warmup_epochs`` then cosine decay to zero at ``epochs`` (``lr_schedule: cosine``);
       ``lr_cycles`` > 1 restarts the decay that many times (warm restarts), measured and left
       at 1;
-    * early stopping and the best checkpoint on ``select_by: score`` -- macro-F1 for
-      classification, RMSE for regression -- rather than the validation loss (with only a
-      few validation clips per class, macro-F1 peaks early by chance: set ``select_by: loss``);
+    * early stopping and the best checkpoint on ``select_by: auto`` -- the validation
+      macro-F1 when every class has at least ``score_min_val_per_class`` (5) validation clips,
+      else the validation loss: on a handful of clips per class macro-F1 peaks early by chance
+      (``select_by: score`` or ``loss`` force either);
     * ``checkpoint_ensemble`` -- the run predicts with the mean class probabilities of its 5
       best epochs on validation (one model in ``best.pt``), not with the best epoch alone.
 
     Regression (Malik): random chunk offsets every epoch with half-overlapping chunks (``hop``
-    = half of ``seq_len``; ``hop_fraction``), AdamW with the cosine schedule, selection on RMSE,
+    = half of ``seq_len``; ``hop_fraction``), AdamW with the cosine schedule, selection on RMSE
+    (``select_by: score``),
     and a centred moving average of ``smooth_windows`` windows over each song's predictions.
 """
 
@@ -70,7 +72,6 @@ _MERFLOW_COMMON: dict[str, Any] = {
     "weight_decay": 1e-2,
     "lr_schedule": "cosine",
     "warmup_epochs": 2,
-    "select_by": "score",
 }
 
 MERFLOW: dict[str, dict[str, Any]] = {
@@ -80,6 +81,7 @@ MERFLOW: dict[str, dict[str, Any]] = {
         "patience": 15,
         "batch_size": 16,
         "lr": 1e-3,
+        "select_by": "auto",
         "input_frames": 640,
         "train_crop": "random",
         "eval_crop_hop": 320,
@@ -99,6 +101,7 @@ MERFLOW: dict[str, dict[str, Any]] = {
         "patience": 20,
         "batch_size": 32,
         "lr": 2e-3,
+        "select_by": "score",
         "random_offset": True,
         "hop_fraction": 0.5,
         "smooth_windows": 5,

@@ -112,7 +112,8 @@ class TrainConfig:
     lr_schedule: str = "constant"  # "constant" | "cosine" (linear warm-up, cosine decay)
     warmup_epochs: float = 0.0
     lr_cycles: int = 1  # cosine: restart the decay this many times (snapshot ensembles); 1 is off
-    select_by: str = "loss"  # "loss" | "score": macro-F1 (classification) or RMSE (regression)
+    select_by: str = "loss"  # "loss" | "score" (macro-F1 or RMSE) | "auto" (select_rule)
+    score_min_val_per_class: int = 5  # select_by auto: macro-F1 only with this many per class
     input_frames: int | None = None  # frames the network sees; None: the table's n_frames
     train_crop: str = "center"  # "center" | "random": the crop of each clip trained on
     eval_crop_hop: int | None = None  # None: centre crop; else mean over crops every hop frames
@@ -144,7 +145,7 @@ class TrainConfig:
             "recipe": ("paper", "merflow"),
             "optimizer": ("adam", "adamw", "sgd"),
             "lr_schedule": ("constant", "cosine"),
-            "select_by": ("loss", "score"),
+            "select_by": ("loss", "score", "auto"),
             "train_crop": ("center", "random"),
         }
         for name, allowed in choices.items():
@@ -171,7 +172,14 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"training setting {name} = {value}; must be >= 1 or null")
-        for name in ("epochs", "patience", "batch_size", "lr_cycles", "checkpoint_ensemble"):
+        for name in (
+            "epochs",
+            "patience",
+            "batch_size",
+            "lr_cycles",
+            "checkpoint_ensemble",
+            "score_min_val_per_class",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"training setting {name} = {getattr(self, name)}; must be >= 1")
         if not self.lr > 0:
@@ -349,6 +357,22 @@ def classification_scores(probabilities: np.ndarray, labels: np.ndarray) -> tupl
     picked = probabilities[np.arange(len(labels)), labels]
     loss = float(-np.log(np.clip(picked, 1e-12, None)).mean())
     return loss, float((probabilities.argmax(1) == labels).mean())
+
+
+def select_rule(config: TrainConfig, val: WindowedClips | FrameClips) -> str:
+    """The validation value that picks the best epochs: ``loss`` or ``score``.
+
+    ``select_by: auto`` takes the score (macro-F1) only when every class has at least
+    ``score_min_val_per_class`` validation clips: on fewer, macro-F1 moves in coarse steps and
+    peaks early by chance (docs/recipes.md), while the loss still falls. Regression's score is
+    the RMSE, which is its loss too.
+    """
+    if config.select_by != "auto":
+        return config.select_by
+    if isinstance(val, WindowedClips):
+        return "score"
+    per_class = np.bincount(val.labels, minlength=len(val.classes))
+    return "score" if per_class.min() >= config.score_min_val_per_class else "loss"
 
 
 def validate(predictor, data: WindowedClips | FrameClips, select_by: str = "loss"):
@@ -604,6 +628,7 @@ def _fit_network(
     if not data.val.clip_ids:
         log.warning("no validation clips: no early stopping; the last epoch is kept as best")
     predictor = _predictor(model, device, config)
+    select_by = select_rule(config, data.val)
     fixed_tensors = None if _varies_by_epoch(config) else _training_tensors(data, config, None)
     while progress.epoch < config.epochs and not progress.stopped_early:
         epoch = progress.epoch + 1
@@ -617,7 +642,7 @@ def _fit_network(
         train_loss, train_metric = _train_epoch(
             model, optimizer, scaler, tensors, data.kind.task, config, epoch, device, use_amp
         )
-        val_loss, val_metric, selection = validate(predictor, data.val, config.select_by)
+        val_loss, val_metric, selection = validate(predictor, data.val, select_by)
         row = _history_row(epoch, train_loss, val_loss, train_metric, val_metric, started)
         _advance(progress, row, config.patience, selection, keep=config.checkpoint_ensemble)
         if config.checkpoint_ensemble > 1:
@@ -641,7 +666,7 @@ def _fit_network(
     if progress.stopped_early:
         log.info(
             "early stopping: no better validation %s for %d epochs",
-            config.select_by,
+            select_by,
             config.patience,
         )
     best = progress.history[progress.best_epoch - 1] if progress.best_epoch else {}
@@ -651,6 +676,7 @@ def _fit_network(
         "best_val_metric": _finite(best.get("val_metric")),
         "epochs_run": progress.epoch,
         "stopped_early": progress.stopped_early,
+        "selected_by": select_by,
         **({"ensemble_epochs": _kept_epochs(progress)} if config.checkpoint_ensemble > 1 else {}),
         "epoch_seconds_total": round(sum(row["seconds"] for row in progress.history), 3),
     }
