@@ -133,17 +133,14 @@ def test_every_setting_of_every_recipe_can_be_overridden_in_an_experiment():
             assert set(recipes.recipe_settings(recipe, task)) - {"recipe"} <= allowed
 
 
-def test_a_bad_recipe_setting_names_the_setting():
-    with pytest.raises(ConfigError, match="train_crop"):
-        TrainConfig.from_dict(
-            {
-                "model": "m",
-                "features_path": "f",
-                "clips_path": "c",
-                "split_path": "s",
-                "train_crop": "middle",
-            }
-        )
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("train_crop", "middle"), ("select_by", "f1"), ("score_min_val_per_class", 0)],
+)
+def test_a_bad_recipe_setting_names_the_setting(name, value):
+    paths = {"model": "m", "features_path": "f", "clips_path": "c", "split_path": "s"}
+    with pytest.raises(ConfigError, match=name):
+        TrainConfig.from_dict({**paths, name: value})
 
 
 @pytest.mark.parametrize(
