@@ -69,6 +69,11 @@ def windows_dir(tmp_path_factory):
     return root
 
 
+def bare_config(**settings) -> TrainConfig:
+    """A TrainConfig with placeholder paths: for settings that need no data."""
+    return TrainConfig(model="m", features_path="f", clips_path="c", split_path="s", **settings)
+
+
 def merflow_frames(root, **settings) -> TrainConfig:
     values = recipes.resolve("merflow", "classification", {"input_frames": CROP})
     values |= {"eval_crop_hop": 16, "time_mask_frames": 4, "freq_mask_bands": 2, "batch_size": 6}
@@ -97,7 +102,7 @@ def test_the_paper_recipe_is_the_training_merflow_had_before_recipes():
         "lr": 1e-3,
         "input_frames": 640,  # the stored width of the paper's table: the whole matrix
     }
-    resolved = TrainConfig(model="velankar_crnn", features_path="f", clips_path="c", split_path="s")
+    resolved = bare_config()
     for key in ("optimizer", "lr_schedule", "select_by", "train_crop", "eval_crop_hop", "mixup"):
         assert getattr(TrainConfig.from_dict({**resolved.to_dict(), **settings}), key) == getattr(
             resolved, key
@@ -138,9 +143,8 @@ def test_every_setting_of_every_recipe_can_be_overridden_in_an_experiment():
     [("train_crop", "middle"), ("select_by", "f1"), ("score_min_val_per_class", 0)],
 )
 def test_a_bad_recipe_setting_names_the_setting(name, value):
-    paths = {"model": "m", "features_path": "f", "clips_path": "c", "split_path": "s"}
     with pytest.raises(ConfigError, match=name):
-        TrainConfig.from_dict({**paths, name: value})
+        TrainConfig.from_dict({**bare_config().to_dict(), name: value})
 
 
 @pytest.mark.parametrize(
@@ -152,15 +156,7 @@ def test_a_bad_recipe_setting_names_the_setting(name, value):
     ],
 )
 def test_each_optimizer_gets_the_rate_and_decay_of_the_config(name, kind, extra):
-    cfg = TrainConfig(
-        model="m",
-        features_path="f",
-        clips_path="c",
-        split_path="s",
-        optimizer=name,
-        lr=0.05,
-        weight_decay=1e-4,
-    )
+    cfg = bare_config(optimizer=name, lr=0.05, weight_decay=1e-4)
     optimizer = _optimizer(nn.Linear(3, 2), cfg)
     assert type(optimizer) is kind
     group = optimizer.param_groups[0]
@@ -172,11 +168,7 @@ def test_each_optimizer_gets_the_rate_and_decay_of_the_config(name, kind, extra)
 
 def _cosine_config(**settings) -> TrainConfig:
     """10 epochs at a peak rate of 1, 2 of them warm-up."""
-    return TrainConfig(
-        model="m",
-        features_path="f",
-        clips_path="c",
-        split_path="s",
+    return bare_config(
         lr=1.0,
         epochs=10,
         lr_schedule="cosine",
@@ -390,8 +382,7 @@ def val_clips(per_class: list[int]) -> FrameClips:
 
 
 def test_auto_selection_takes_macro_f1_only_with_enough_validation_clips_in_every_class():
-    auto = TrainConfig(model="velankar_crnn", features_path="f", clips_path="c", split_path="s")
-    auto.select_by = "auto"
+    auto = bare_config(select_by="auto")
     assert select_rule(auto, val_clips([5, 6, 5])) == "score"
     assert select_rule(auto, val_clips([5, 4, 9])) == "loss"  # one class short is enough
     assert select_rule(auto, val_clips([2, 2, 0])) == "loss"
