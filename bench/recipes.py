@@ -16,6 +16,11 @@ Datasets (read in place from ``--data``, ../shared/data): ``4q`` = 4q-dev + 4q-s
 clips, 4 classes), ``emotify`` = emotify-sample (30 clips, 3 classes), ``vgmidi`` =
 vgmidi-sample (24 piano pieces, arousal/valence per bar -> 500 ms windows), ``synth`` =
 merflow's synthetic data (48 clips of 30 s: 3 classes and time-continuous targets).
+``4q-full`` = your own copy of the whole 4Q (900 clips), ``--fourq-root`` (the unpacked
+MER_audio_taffc_dataset); its splits keep each artist on one side (merflow's splitter):
+
+    nice -n 10 .venv/bin/python bench/recipes.py --datasets 4q-full \\
+        --fourq-root /data/MER_audio_taffc_dataset --folds 3 --repeats 5 --seeds 0 1 2 3
 """
 
 from __future__ import annotations
@@ -47,22 +52,35 @@ CLASSIFIERS = ("velankar_crnn", "velankar_parallel")
 REGRESSORS = ("malik_crnn", "malik_crnn_nb")
 BASELINES = {"classification": ("majority", "logistic"), "regression": ("mean", "ridge")}
 SEQ_LENS = (10, 30)
-DATASETS = ("4q", "emotify", "vgmidi", "synth")
+DATASETS = ("4q", "emotify", "vgmidi", "synth", "4q-full")
 TIE = 1e-9  # a split's means over seeds differ by rounding alone: level, not won
 
 
 # --- data ----------------------------------------------------------------------------------------
 
 
-def prepare(name: str, data: Path, cache: Path) -> dict:
-    """Index and features of one dataset in ``cache/name`` (made once); paths and task."""
+def prepare(name: str, data: Path, cache: Path, fourq_root: Path | None = None) -> dict:
+    """Index and features of one dataset in ``cache/name`` (made once); paths and task.
+    ``fourq_root``: the folder of ``4q-full``."""
     out = cache / name
     done = out / "ready.json"
+    source = _full_4q_source(fourq_root) if name == "4q-full" else None
     if done.is_file():
-        return json.loads(done.read_text())
+        info = json.loads(done.read_text())
+        if info.get("source") != source:
+            raise SystemExit(
+                f"{out} holds {name} from {info.get('source')}, not {source}: "
+                "pass another --cache, or delete that folder"
+            )
+        return info
     out.mkdir(parents=True, exist_ok=True)
     task = "regression" if name == "vgmidi" else "classification"
-    if name == "4q":
+    split_by = "clip"
+    if name == "4q-full":
+        audio_dir = {"audio_dir": "audio"} if (fourq_root / "audio").is_dir() else {}
+        build_index({"name": name, "adapter": "folder", "root": fourq_root, **audio_dir}, out)
+        split_by = "group"
+    elif name == "4q":
         parts = [
             _index(f"4q{i}", "folder", data / d, out / d, audio_dir="audio")
             for i, d in enumerate(("4q-dev", "4q-sample"))
@@ -102,9 +120,25 @@ def prepare(name: str, data: Path, cache: Path) -> dict:
         time.perf_counter() - started,
         len(quarantined),
     )
-    info = {"name": name, "task": task, "dir": str(out), "features": sorted(tables)}
+    info = {
+        "name": name,
+        "task": task,
+        "dir": str(out),
+        "features": sorted(tables),
+        "split_by": split_by,
+        "source": source,
+    }
     done.write_text(json.dumps(info))
     return info
+
+
+def _full_4q_source(fourq_root: Path | None) -> str:
+    if fourq_root is None or not fourq_root.is_dir():
+        raise SystemExit(
+            f"--datasets 4q-full needs --fourq-root: the folder of your 4Q copy (the unpacked "
+            f"MER_audio_taffc_dataset, with Q1/ ... Q4/), not {fourq_root}"
+        )
+    return str(fourq_root.resolve())
 
 
 def _index(name, adapter, root, out, **extra):
@@ -170,28 +204,24 @@ def write_splits(
     ``val_fraction`` of each training part held out for validation (0: none, so training
     keeps its last epoch). ``train_fraction`` < 1 trains on a stratified share of what is left
     (the other clips sit out; validation and test stay as they are): a learning curve. Other
-    fractions than the defaults get their own split names."""
-    from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
+    fractions than the defaults get their own split names. Datasets prepared with
+    ``split_by: group`` (4q-full: the artist) are split by merflow's own splitter, so that no
+    group has clips on two sides; the others clip by clip."""
+    from sklearn.model_selection import train_test_split
 
     clips = read_table(Path(info["dir"]) / "clips.parquet")
     ids = clips["clip_id"].astype(str).to_numpy()
     labels = clips["label"].astype(str).to_numpy() if clips["label"].notna().all() else None
+    by_group = info.get("split_by") == "group"
+    groups = pd.Series(clips["group"].astype(str).to_numpy() if by_group else ids, index=ids)
     paths = []
     for repeat in range(repeats):
-        splitter = (StratifiedKFold if labels is not None else KFold)(
-            folds, shuffle=True, random_state=repeat
+        folds_of_repeat = (
+            _group_folds(clips, folds, repeat, val_fraction)
+            if by_group
+            else _clip_folds(ids, labels, folds, repeat, val_fraction)
         )
-        for fold, (rest, test) in enumerate(splitter.split(ids, labels)):
-            val_ids = []
-            if val_fraction > 0:
-                _, val_ids = train_test_split(
-                    ids[rest],
-                    test_size=val_fraction,
-                    random_state=repeat,
-                    stratify=None if labels is None else labels[rest],
-                )
-            part = pd.Series("train", index=ids)
-            part[ids[test]], part[val_ids] = "test", "val"
+        for fold, part in enumerate(folds_of_repeat):
             if train_fraction < 1:
                 train_ids = part.index[part == "train"].to_numpy()
                 _, left_out = train_test_split(
@@ -202,13 +232,53 @@ def write_splits(
                 )
                 part = part.drop(left_out)
             frame = pd.DataFrame(
-                {"clip_id": part.index, "group": part.index, "split": part.to_numpy()}
+                {
+                    "clip_id": part.index,
+                    "group": groups[part.index].to_numpy(),
+                    "split": part.to_numpy(),
+                }
             )
             suffix = _split_suffix(val_fraction, train_fraction)
             path = out / f"r{repeat}-f{fold}{suffix}.parquet"
             write_table(frame.sort_values("clip_id"), path)
             paths.append(path)
     return paths
+
+
+def _clip_folds(ids, labels, folds: int, repeat: int, val_fraction: float) -> list[pd.Series]:
+    """Each fold's side of every clip (``train``/``val``/``test``), clip by clip."""
+    from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
+
+    splitter = (StratifiedKFold if labels is not None else KFold)(
+        folds, shuffle=True, random_state=repeat
+    )
+    parts = []
+    for rest, test in splitter.split(ids, labels):
+        val_ids = []
+        if val_fraction > 0:
+            _, val_ids = train_test_split(
+                ids[rest],
+                test_size=val_fraction,
+                random_state=repeat,
+                stratify=None if labels is None else labels[rest],
+            )
+        part = pd.Series("train", index=ids)
+        part[ids[test]], part[val_ids] = "test", "val"
+        parts.append(part)
+    return parts
+
+
+def _group_folds(clips, folds: int, repeat: int, val_fraction: float) -> list[pd.Series]:
+    """Each fold's side of every clip, whole groups at a time (merflow.splits, seed = repeat)."""
+    from merflow.splits import make_splits
+
+    splits = make_splits(
+        clips, None, method="kfold", seed=repeat, n_folds=folds, val_fraction=val_fraction
+    )
+    return [
+        pd.Series(frame["split"].to_numpy(), index=frame["clip_id"].astype(str).to_numpy())
+        for frame in splits.values()
+    ]
 
 
 def _split_suffix(val_fraction: float, train_fraction: float = 1.0) -> str:
@@ -507,8 +577,9 @@ def paired_table(results: pd.DataFrame) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS[:4]), choices=DATASETS)
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--fourq-root", type=Path, help="your whole 4Q, for --datasets 4q-full")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/merflow-bench"))
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=1)
@@ -550,7 +621,7 @@ def main() -> None:
     results: list[dict] = []
     if not args.table_only:
         for name in args.datasets:
-            bench_dataset(prepare(name, args.data, args.cache), args, results)
+            bench_dataset(prepare(name, args.data, args.cache, args.fourq_root), args, results)
     frame = read_results(args.cache)
     text = table(frame) + paired_table(frame)
     print(text)
