@@ -29,6 +29,7 @@ import argparse
 import itertools
 import json
 import logging
+import re
 import time
 from dataclasses import MISSING, fields
 from pathlib import Path
@@ -518,7 +519,8 @@ def table(results: pd.DataFrame) -> str:
 
 def paired_table(results: pd.DataFrame) -> str:
     """The merflow recipe against the paper recipe and against the linear baseline, paired by
-    split (each split's mean over seeds for single runs). A variant of merflow (``merflow+s4-7``)
+    split (each split's mean over seeds for single runs; a learning-curve point with the same
+    share of paper and of the baseline). A variant of merflow (``merflow+s4-7``)
     is paired with the same variant of paper (``paper+s4-7``) where there is one, and always with
     the linear baseline. Each row gives the mean difference ± std over splits,
     splits won, the difference in units of the reference's std in the main table (over splits
@@ -532,8 +534,7 @@ def paired_table(results: pd.DataFrame) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     results = _for_tables(results)
-    for dataset, frame in results.groupby("dataset", sort=False):
-        full = frame[frame["split"].str.fullmatch(r"r\d+-f\d+")]
+    for dataset, full in results.groupby("dataset", sort=False):
         folds = full["split"].str.extract(r"-f(\d+)")[0].astype(int).max() + 1
         merflow = full[full["recipe"].str.startswith("merflow")]
         for (model, recipe, seq_len, kind), mine in merflow.groupby(
@@ -559,7 +560,7 @@ def paired_table(results: pd.DataFrame) -> str:
                 if len(common) < 2:
                     continue
                 delta = sign * (ours[common] - reference[common])
-                ratio = 1.0 / (folds - 1)  # test clips / training clips of a k-fold split
+                ratio = 1.0 / ((folds - 1) * _train_share(recipe))  # test / training clips
                 spread = np.sqrt((1 / len(common) + ratio) * delta.var(ddof=1))
                 yardstick = theirs[theirs["split"].isin(common)][metric].std(ddof=0)
                 in_stds = f"{delta.mean() / yardstick:+.2f}" if yardstick > 0 else "-"
@@ -573,6 +574,13 @@ def paired_table(results: pd.DataFrame) -> str:
                     f"| {t} |"
                 )
     return "\n".join(lines) + "\n"
+
+
+def _train_share(recipe: str) -> float:
+    """The share of each training part a row trained on (``merflow-train0.5``: a learning-curve
+    point; the split names carry the same suffix, so rows pair within one share)."""
+    share = re.search(r"-train([\d.]+)", recipe)
+    return float(share.group(1)) if share else 1.0
 
 
 def main() -> None:

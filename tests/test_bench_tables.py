@@ -90,6 +90,30 @@ def test_paired_table_pairs_a_variant_with_the_same_variant_of_paper():
     assert "| merflow+s4-7 | - | single | paper |" not in text
 
 
+def test_paired_table_pairs_a_learning_curve_point_with_the_same_share():
+    def at_share(model, recipe, values, share="0.5"):
+        rows = _rows(model, recipe, "single", values)
+        return [{**row, "split": f"{row['split']}-train{share}"} for row in rows]
+
+    paper = np.array([0.50, 0.52, 0.48, 0.55, 0.50, 0.45])
+    gain = np.array([0.02, 0.04, 0.00, 0.06, 0.02, 0.04])
+    results = pd.DataFrame(
+        _rows("velankar_crnn", "paper", "single", paper + 0.30)  # all training clips
+        + _rows("logistic", "-", "single", np.full(6, 0.90))
+        + at_share("velankar_crnn", "paper-train0.5", paper)
+        + at_share("velankar_crnn", "merflow-train0.5", paper + gain)
+        + at_share("logistic", "train0.5", np.full(6, 0.50))
+    )
+    text = bench.paired_table(results)
+    cells = _cells(text, "paper-train0.5", recipe="merflow-train0.5")
+    assert cells[6] == "6" and cells[7] == f"{gain.mean():+.3f} ± {gain.std():.3f}"
+    # half of each training part: test / training clips = 1 (3 folds), twice the full split's
+    t = gain.mean() / np.sqrt((1 / 6 + 1) * gain.var(ddof=1))
+    assert cells[10] == f"{t:+.2f}"
+    against_logistic = _cells(text, "logistic", recipe="merflow-train0.5")
+    assert against_logistic[7].startswith(f"{(paper + gain - 0.50).mean():+.3f}")
+
+
 def test_paired_table_counts_lower_rmse_as_better():
     paper = np.array([0.30, 0.32, 0.28, 0.31, 0.29, 0.30])
     results = pd.DataFrame(
