@@ -7,7 +7,7 @@ import pandas as pd
 from test_datasets import write_deam_features
 
 from merflow import cli
-from merflow.features import load_windowed
+from merflow.data import load_windowed
 from merflow.io import read_table, write_table
 
 
@@ -20,9 +20,10 @@ def test_deams_own_features_become_a_feature_table_training_can_load(tmp_path):
     quarantine = tmp_path / "features" / "deam_opensmile.quarantine.parquet"
     argv = ["provided-features", "--clips", str(clips), "--root", str(tmp_path / "deam")]
     assert cli.main([*argv, "--out", str(out), "--quarantine", str(quarantine)]) == 0
-    ids, times, matrix = load_windowed(out)
-    assert set(ids) == {"2"} and list(times) == [0.5, 1.0, 1.5, 2.0]
-    np.testing.assert_allclose(matrix, expected, rtol=1e-6)
+    data, problems = load_windowed(out, ["2", "7"])
+    assert data.clip_ids == ["2"] and list(data.times[0]) == [0.5, 1.0, 1.5, 2.0]
+    assert [p["clip_id"] for p in problems] == ["7"]  # not indexed, so not read
+    np.testing.assert_allclose(data.features[0], expected, rtol=1e-6)
     assert read_table(quarantine).empty
 
 

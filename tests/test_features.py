@@ -13,6 +13,7 @@ import pytest
 import soundfile as sf
 
 from merflow import audio
+from merflow.data import load_windowed
 from merflow.errors import AudioError, ConfigError, DatasetError
 from merflow.features import (
     FEATURES,
@@ -21,14 +22,13 @@ from merflow.features import (
     default_params,
     extract_features,
     extract_shard,
-    load_frames,
-    load_windowed,
     merge_shards,
     resolve_params,
     write_feature_table,
 )
 from merflow.features.logmel import DB_FLOOR
 from merflow.io import read_metadata
+from merflow.tables import read_table
 
 SR = 22050
 
@@ -281,18 +281,18 @@ def test_windowed_shards_merge_sorted_with_metadata(tmp_path, small_clips):
     assert meta["columns"] == columns("logmel_500ms", params)
     assert meta["sample_rate"] == SR
     assert meta["window_s"] == 0.5
-    clip_ids, times, matrix = load_windowed(merged)
-    assert list(clip_ids) == ["a", "a", "a", "b", "b"]
-    np.testing.assert_array_equal(times, [0.5, 1.0, 1.5, 0.5, 1.0])
-    assert matrix.shape == (5, 128)
-    assert matrix.dtype == np.float32
+    data, problems = load_windowed(merged, ["a", "b", "broken"])
+    assert data.clip_ids == ["a", "b"] and [p["clip_id"] for p in problems] == ["broken"]
+    np.testing.assert_array_equal(np.concatenate(data.times), [0.5, 1.0, 1.5, 0.5, 1.0])
+    assert [m.shape for m in data.features] == [(3, 128), (2, 128)]
+    assert data.features[0].dtype == np.float32
     expected_a = compute_clip("logmel_500ms", audio.load(small_clips.path[2], SR), params)
-    np.testing.assert_array_equal(matrix[:3], expected_a)
+    np.testing.assert_array_equal(data.features[0], expected_a)
     schema = pq.read_schema(merged)
     assert str(schema.field("t").type) == "double"
     assert str(schema.field("mel_000_mean").type) == "float"
-    only_b = load_windowed(merged, clip_ids=["b"])
-    assert list(only_b[0]) == ["b", "b"]
+    only_b, _ = load_windowed(merged, ["b"])
+    assert only_b.clip_ids == ["b"] and len(only_b.times[0]) == 2
 
 
 def test_frame_table_round_trip(tmp_path, small_clips):
@@ -301,15 +301,15 @@ def test_frame_table_round_trip(tmp_path, small_clips):
     path = write_feature_table(table, tmp_path / "logmel.parquet", "logmel", params)
     merged = merge_shards([path], tmp_path / "merged.parquet")
     assert read_metadata(merged)["shape"] == [32, 60]
-    clip_ids, frames = load_frames(merged)
-    assert list(clip_ids) == ["a", "b"]
-    assert frames.shape == (2, 32, 60)
+    table = read_table(merged, "frames")
+    assert table.column("clip_id").to_pylist() == ["a", "b"]
+    frames = table.column("logmel").combine_chunks().flatten().to_numpy().reshape(2, 32, 60)
     expected_b = compute_clip("logmel", audio.load(small_clips.path[0], SR), params)
     np.testing.assert_array_equal(frames[1], expected_b)
     n_valid = pq.read_table(merged, columns=["n_valid_frames"]).column(0).to_pylist()
     assert n_valid == [60, 1 + int(1.1 * SR) // 512]  # a: 69 frames, cropped; b: 48, padded
-    with pytest.raises(DatasetError, match="not a windowed feature table"):
-        load_windowed(merged)
+    with pytest.raises(DatasetError, match="not a windowed feature table.*lacks column.*t"):
+        load_windowed(merged, ["a"])
 
 
 def test_merge_refuses_shards_with_different_params(tmp_path, small_clips):

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from merflow import splits
+from merflow.data import read_split
 from merflow.errors import ConfigError, DatasetError
 from merflow.io import read_metadata, write_table
 
@@ -310,13 +311,18 @@ def test_write_and_read_round_trip(tmp_path):
     paths = splits.write_splits(made, tmp_path, metadata={"settings": {"method": "kfold"}})
     assert [p.name for p in paths] == [f"kfold3-s0-f{i}.parquet" for i in range(3)]
     for path, (split_id, frame) in zip(paths, made.items(), strict=True):
-        pd.testing.assert_frame_equal(splits.read_split(path), frame, check_dtype=False)
+        parts = read_split(path)
+        for part in ("train", "val", "test"):
+            assert parts[part] == frame.loc[frame["split"] == part, "clip_id"].tolist()
         meta = read_metadata(path)
         assert meta["split_id"] == split_id and meta["settings"] == {"method": "kfold"}
         assert sum(meta["n_clips"].values()) == 24
     write_table(pd.DataFrame({"clip_id": ["x"], "split": ["dev"]}), tmp_path / "bad.parquet")
-    with pytest.raises(DatasetError, match=r"bad\.parquet.*group"):
-        splits.read_split(tmp_path / "bad.parquet")
+    with pytest.raises(DatasetError, match=r"bad\.parquet: unknown split value\(s\) \['dev'\]"):
+        read_split(tmp_path / "bad.parquet")
+    write_table(pd.DataFrame({"clip_id": ["x"], "side": ["dev"]}), tmp_path / "bad.parquet")
+    with pytest.raises(DatasetError, match=r"bad\.parquet: not a split table.*lacks.*split"):
+        read_split(tmp_path / "bad.parquet")
 
 
 def test_describe_counts_sides_and_classes():

@@ -56,11 +56,11 @@ def cmd_index(args: argparse.Namespace) -> None:
 
 def cmd_features(args: argparse.Namespace) -> None:
     from merflow import features
-    from merflow.datasets.index import quarantine_table
-    from merflow.io import read_table, write_table
+    from merflow.io import write_table
+    from merflow.tables import quarantine_table, read_frame
 
     params = features.resolve_params(args.feature, args.params)
-    clips = read_table(args.clips)
+    clips = read_frame(args.clips, "clips", needed=("clip_id", "path", "shard"))
     clips = clips[clips["shard"] == args.shard].reset_index(drop=True)
     table, quarantined = features.extract_shard(
         clips, args.feature, params, on_bad_audio=args.on_bad_audio, progress=args.progress
@@ -80,21 +80,21 @@ def cmd_merge_features(args: argparse.Namespace) -> None:
     import pandas as pd
 
     from merflow import features
-    from merflow.datasets.index import quarantine_table
-    from merflow.io import read_table, write_table
+    from merflow.io import write_table
+    from merflow.tables import quarantine_table, read_frame
 
     features.merge_shards(args.shards, args.out)
-    frames = [read_table(p) for p in args.quarantine_shards]
+    frames = [read_frame(p, "quarantine") for p in args.quarantine_shards]
     rows = pd.concat(frames, ignore_index=True).to_dict("records")
     write_table(quarantine_table(rows), args.quarantine)
 
 
 def cmd_provided_features(args: argparse.Namespace) -> None:
     from merflow.datasets.deam import read_provided_features
-    from merflow.datasets.index import quarantine_table
-    from merflow.io import read_table, write_table
+    from merflow.io import write_table
+    from merflow.tables import quarantine_table, read_frame
 
-    clips = read_table(args.clips, columns=["clip_id"])
+    clips = read_frame(args.clips, "clips", ["clip_id"])
     table = read_provided_features(args.root, ids=list(clips["clip_id"]))
     columns = [c for c in table.columns if c not in ("clip_id", "t")]
     metadata = {
@@ -111,10 +111,11 @@ def cmd_provided_features(args: argparse.Namespace) -> None:
 
 def cmd_splits(args: argparse.Namespace) -> None:
     from merflow import splits
-    from merflow.io import read_table, write_table
+    from merflow.io import write_table
+    from merflow.tables import read_frame
 
-    clips = read_table(args.clips)
-    targets = read_table(args.targets) if args.targets else None
+    clips = read_frame(args.clips, "clips", needed=("clip_id",))
+    targets = read_frame(args.targets, "targets") if args.targets else None
     settings = dict(args.settings)
     made = splits.make_splits(clips, targets, **settings)
     if args.split_id not in made:

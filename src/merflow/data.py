@@ -26,14 +26,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from merflow import runs, tables
 from merflow.errors import DatasetError
-from merflow.io import atomic_path, read_metadata
+from merflow.io import atomic_path
 
 TARGET_NAMES = ("arousal", "valence")
-SPLIT_NAMES = ("train", "val", "test")
 _KEY_COLUMNS = ("clip_id", "t")
 _MICROSECONDS = 1_000_000
 _MIN_STD = 1e-8  # below this a feature is constant in training: centre it, do not scale it
@@ -44,34 +42,21 @@ _MIN_STD = 1e-8  # below this a feature is constant in training: centre it, do n
 
 def read_split(path: str | os.PathLike) -> dict[str, list[str]]:
     """The clip ids of each part (train/val/test) of a split table ``(clip_id, group, split)``."""
-    path = Path(path)
-    frame = _read_columns(path, ["clip_id", "split"], "a split table")
-    unknown = sorted(set(frame["split"]) - set(SPLIT_NAMES))
+    frame = tables.read_frame(path, "split", ["clip_id", "split"])
+    unknown = sorted(set(frame["split"]) - set(tables.SPLIT_PARTS))
     if unknown:
-        raise DatasetError(f"{path}: unknown split value(s) {unknown}; allowed: {SPLIT_NAMES}")
+        raise DatasetError(
+            f"{path}: unknown split value(s) {unknown}; allowed: {tables.SPLIT_PARTS}"
+        )
     duplicated = frame["clip_id"][frame["clip_id"].duplicated()].unique().tolist()
     if duplicated:
         raise DatasetError(
             f"{path}: clip(s) {duplicated[:5]} appear more than once; a clip belongs to one part. "
             "Re-run the splits stage."
         )
-    return {name: frame.loc[frame["split"] == name, "clip_id"].tolist() for name in SPLIT_NAMES}
-
-
-def _clip_filter(clip_ids: Iterable[str]) -> pc.Expression:
-    """A row filter keeping ``clip_ids``; typed, so that an empty list (a split without
-    validation clips) selects nothing instead of failing to bind a null-typed array."""
-    return pc.field("clip_id").isin(pa.array(list(clip_ids), type=pa.string()))
-
-
-def _read_columns(path: Path, columns: list[str], what: str, filters=None) -> pd.DataFrame:
-    if not path.is_file():
-        raise DatasetError(f"{path}: {what} not found; run the stage that writes it first")
-    present = pq.read_schema(path).names
-    missing = [c for c in columns if c not in present]
-    if missing:
-        raise DatasetError(f"{path}: {what} lacks column(s) {missing}; see docs/tables.md")
-    return pq.read_table(path, columns=columns, filters=filters).to_pandas()
+    return {
+        name: frame.loc[frame["split"] == name, "clip_id"].tolist() for name in tables.SPLIT_PARTS
+    }
 
 
 # --- windowed features + targets -----------------------------------------------------------------
@@ -151,14 +136,11 @@ def load_windowed(
 def _read_window_table(
     path: Path, clip_ids: Sequence[str]
 ) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
-    schema = pq.read_schema(path) if path.is_file() else None
-    if schema is None:
-        raise DatasetError(f"{path}: feature table not found; run the features stage first")
-    names = read_metadata(path).get("columns") or [n for n in schema.names if n not in _KEY_COLUMNS]
-    missing = [n for n in [*_KEY_COLUMNS, *names] if n not in schema.names]
-    if missing:
-        raise DatasetError(f"{path}: windowed feature table lacks column(s) {missing[:5]}")
-    table = pq.read_table(path, columns=[*_KEY_COLUMNS, *names], filters=_clip_filter(clip_ids))
+    schema = tables.open_table(path, "windows").schema_arrow
+    names = tables.metadata_of(path, "windows").get("columns") or [
+        n for n in schema.names if n not in _KEY_COLUMNS
+    ]
+    table = tables.read_table(path, "windows", [*_KEY_COLUMNS, *names], clip_ids)
     keys = pd.DataFrame(
         {
             "clip_id": table.column("clip_id").to_numpy(zero_copy_only=False).astype(str),
@@ -208,12 +190,7 @@ def _check_unique_keys(path: Path, keys: pd.DataFrame) -> None:
 
 
 def _read_targets(path: Path, clip_ids: Sequence[str]) -> pd.DataFrame:
-    targets = _read_columns(
-        path,
-        ["clip_id", "t", *TARGET_NAMES],
-        "targets table",
-        filters=_clip_filter(clip_ids),
-    )
+    targets = tables.read_frame(path, "targets", ["clip_id", "t", *TARGET_NAMES], clip_ids)
     targets["clip_id"] = targets["clip_id"].astype(str)
     targets["t_us"] = _time_key(targets["t"].to_numpy())
     targets = targets.drop(columns="t")
@@ -311,17 +288,15 @@ def load_frames(
     :func:`load_windowed` does.
     """
     features_path, clips_path = Path(features_path), Path(clips_path)
-    meta = read_metadata(features_path)
+    meta = tables.metadata_of(features_path, "frames")
     shape, column = meta.get("shape"), meta.get("feature", "logmel")  # the matrix column
     if not shape or len(shape) != 2:
         raise DatasetError(
             f"{features_path}: metadata lacks 'shape' [n_mels, n_frames]; is this a frame-level "
             "feature table (docs/tables.md)?"
         )
-    table = pq.read_table(
-        features_path,
-        columns=["clip_id", "n_valid_frames", column],
-        filters=_clip_filter(clip_ids),
+    table = tables.read_table(
+        features_path, "frames", ["clip_id", "n_valid_frames", column], clip_ids
     )
     ids = table.column("clip_id").to_numpy(zero_copy_only=False).astype(str)
     matrices = _fixed_size_values(table.column(column)).reshape(len(ids), *shape)
@@ -359,18 +334,13 @@ def _fixed_size_values(column: pa.ChunkedArray) -> np.ndarray:
 
 
 def _read_labels(clips_path: Path, clip_ids: Sequence[str]) -> tuple[list[str], dict[str, int]]:
-    classes = read_metadata(clips_path).get("classes")
+    classes = tables.metadata_of(clips_path, "clips", ("clip_id", "label")).get("classes")
     if not classes:
         raise DatasetError(
             f"{clips_path}: metadata has no 'classes'; a classification model needs a dataset "
             "with categorical labels"
         )
-    clips = _read_columns(
-        clips_path,
-        ["clip_id", "label"],
-        "clips table",
-        filters=_clip_filter(clip_ids),
-    )
+    clips = tables.read_frame(clips_path, "clips", ["clip_id", "label"], clip_ids)
     clips = clips.dropna(subset=["label"])
     unknown = sorted(set(clips["label"]) - set(classes))
     if unknown:
@@ -441,9 +411,12 @@ class ZScore:
             )
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> ZScore:
-        with np.load(path, allow_pickle=False) as stored:
+    def load(cls, path: str | os.PathLike, fix: str = runs.RETRAIN) -> ZScore:
+        stored = runs.load_arrays(path, fix)
+        try:
             return cls(stored["mean"], stored["std"], int(stored["axis"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise runs.damaged(Path(path), exc, fix) from None
 
 
 # --- sequences of windows ------------------------------------------------------------------------

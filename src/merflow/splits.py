@@ -29,14 +29,13 @@ import numpy as np
 import pandas as pd
 
 from merflow.errors import ConfigError, DatasetError
-from merflow.io import read_table, write_table
+from merflow.io import write_table
+from merflow.tables import SPLIT_PARTS
 
 log = logging.getLogger(__name__)
 
 SPLIT_METHODS = ("holdout", "kfold", "fixed")
 STRATIFY_MODES = ("auto", "label", "quadrant", "none")
-SIDES = ("train", "val", "test")
-SPLIT_COLUMNS = ("clip_id", "group", "split")
 
 # A stratum's share is rounded to whole clips; this guards floor() against 15.999999... .
 _EPS = 1e-9
@@ -120,33 +119,15 @@ def write_splits(
     out_dir = Path(out_dir)
     paths = []
     for split_id, frame in splits.items():
-        counts = frame["split"].value_counts().reindex(list(SIDES), fill_value=0)
+        counts = frame["split"].value_counts().reindex(list(SPLIT_PARTS), fill_value=0)
         meta = {**metadata, "split_id": split_id, "n_clips": counts.to_dict()}
         paths.append(write_table(frame, out_dir / f"{split_id}.parquet", metadata=meta))
     return paths
 
 
-def read_split(path: str | os.PathLike) -> pd.DataFrame:
-    """Read one split table, checking that it is one (columns and side names)."""
-    frame = read_table(path)
-    missing = [c for c in SPLIT_COLUMNS if c not in frame.columns]
-    if missing:
-        raise DatasetError(
-            f"{path}: not a split table, missing column(s) {missing}; "
-            "re-run the splits rule (merflow splits) to rewrite it"
-        )
-    unknown = sorted(set(frame["split"]) - set(SIDES))
-    if unknown:
-        raise DatasetError(
-            f"{path}: unknown side(s) {unknown} in column 'split' (allowed: {list(SIDES)}); "
-            "re-run the splits rule (merflow splits) to rewrite it"
-        )
-    return frame[list(SPLIT_COLUMNS)]
-
-
 def describe(split: pd.DataFrame, clips: pd.DataFrame) -> str:
     """Clips and groups per side, and clips per class where the clips have labels."""
-    sides = pd.Categorical(split["split"], categories=list(SIDES))
+    sides = pd.Categorical(split["split"], categories=list(SPLIT_PARTS))
     summary = pd.DataFrame(
         {
             "clips": split.groupby(sides, observed=False).size(),

@@ -8,8 +8,8 @@ Three features, computed from one decode of each clip:
   MediaEval baseline features, :mod:`.compare`.
 
 The window convention is :mod:`.windows`; the registry of features and their parameters
-:mod:`.registry`; shard extraction :mod:`.extract`; table layout, merge and fast loaders
-:mod:`.tables`. Importing this package does not import librosa or openSMILE.
+:mod:`.registry`; shard extraction :mod:`.extract`; table layout and merge :mod:`.tables`
+(read with :mod:`merflow.tables`). Importing this package does not import librosa or openSMILE.
 """
 
 from __future__ import annotations
@@ -25,8 +25,6 @@ from merflow.features.registry import (
 )
 from merflow.features.tables import (
     feature_metadata,
-    load_frames,
-    load_windowed,
     merge_shards,
     write_feature_table,
 )
@@ -41,8 +39,6 @@ __all__ = [
     "extract_features",
     "extract_shard",
     "feature_metadata",
-    "load_frames",
-    "load_windowed",
     "merge_shards",
     "resolve_params",
     "write_feature_table",

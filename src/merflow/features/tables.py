@@ -1,4 +1,4 @@
-"""Feature tables on disk (docs/tables.md): their schema, metadata, shards, merge and fast reads.
+"""Feature tables on disk (docs/tables.md): their schema, metadata, shards and merge.
 
 * windowed features: one row per clip and window -- ``clip_id``, ``t`` (window end, s), then one
   float32 column per feature; row groups of about :data:`ROW_GROUP_CLIPS` clips, so that reading
@@ -21,12 +21,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from merflow import __version__
 from merflow.errors import DatasetError, MerflowError
 from merflow.features.registry import columns, spec
-from merflow.io import read_metadata, write_table
+from merflow.io import write_table
+from merflow.tables import FEATURE_KINDS, metadata_of, read_table
 
 ROW_GROUP_CLIPS = 50
 # Metadata keys that must agree across the shards of one table (the version may differ harmlessly
@@ -134,7 +134,7 @@ def merge_shards(paths: Sequence[str | os.PathLike], out_path: str | os.PathLike
     """
     if not paths:
         raise MerflowError(f"{out_path}: no shards to merge")
-    metadata = [read_metadata(p) for p in paths]
+    metadata = [metadata_of(p, FEATURE_KINDS) for p in paths]
     reference = metadata[0]
     for path, meta in zip(paths, metadata, strict=True):
         if "feature" not in meta:
@@ -145,36 +145,9 @@ def merge_shards(paths: Sequence[str | os.PathLike], out_path: str | os.PathLike
                 f"{path}: its {', '.join(differing)} differ from those of {paths[0]}; the shards "
                 "come from different runs. Delete the feature folder and re-run the stage."
             )
-    tables = [pq.read_table(p) for p in paths]
+    tables = [read_table(p, FEATURE_KINDS) for p in paths]
     _check_disjoint(paths, tables)
     return _write(pa.concat_tables(tables), out_path, reference)
-
-
-def load_windowed(
-    path: str | os.PathLike, clip_ids: Sequence[str] | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(clip_ids, times, matrix)`` of a windowed table in one read: str, float64, float32 arrays.
-
-    Rows are in file order (sorted by clip and time); ``clip_ids`` restricts the read to those
-    clips. Columns follow the order recorded in the metadata.
-    """
-    names = _metadata_of(path, "windows")["columns"]
-    table = _read(path, ["clip_id", "t", *names], clip_ids)
-    matrix = np.empty((table.num_rows, len(names)), dtype=np.float32)
-    for j, column in enumerate(names):
-        matrix[:, j] = table.column(column).to_numpy()
-    return _ids(table), table.column("t").to_numpy(), matrix
-
-
-def load_frames(
-    path: str | os.PathLike, clip_ids: Sequence[str] | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(clip_ids, frames)`` of a frame-level table: frames is ``(n_clips, n_rows, n_frames)``."""
-    metadata = _metadata_of(path, "frames")
-    table = _read(path, ["clip_id", metadata["feature"]], clip_ids)
-    values = table.column(metadata["feature"]).combine_chunks().flatten().to_numpy()
-    frames = values.reshape(table.num_rows, *metadata["shape"]).astype(np.float32, copy=False)
-    return _ids(table), frames
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -198,27 +171,3 @@ def _check_disjoint(paths: Sequence[str | os.PathLike], tables: Sequence[pa.Tabl
                     "come from different clip tables. Re-run the feature stage."
                 )
             owner[clip] = path
-
-
-def _metadata_of(path: str | os.PathLike, kind: str) -> dict[str, Any]:
-    """Metadata of a feature table of ``kind``, told by its keys so that tables written by other
-    stages (e.g. DEAM's own features) read the same way: ``window_s`` or ``shape``."""
-    if not Path(path).is_file():
-        raise DatasetError(f"{path}: feature table not found; run the features stage first")
-    metadata = read_metadata(path)
-    marker = "window_s" if kind == "windows" else "shape"
-    if marker in metadata and "columns" in metadata:
-        return metadata
-    raise DatasetError(
-        f"{path}: not a {'windowed' if kind == 'windows' else 'frame-level'} feature table "
-        f"(metadata of feature {metadata.get('feature')!r} lacks '{marker}'); check the path"
-    )
-
-
-def _read(path: str | os.PathLike, names: list[str], clip_ids: Sequence[str] | None) -> pa.Table:
-    filters = None if clip_ids is None else pc.field("clip_id").isin(list(clip_ids))
-    return pq.read_table(path, columns=names, filters=filters)
-
-
-def _ids(table: pa.Table) -> np.ndarray:
-    return table.column("clip_id").to_numpy(zero_copy_only=False).astype(str)

@@ -16,10 +16,10 @@ from pathlib import Path
 import pandas as pd
 
 from merflow.errors import DatasetError
-from merflow.io import read_table
 from merflow.reporting.context import Artifact, ReportContext
 from merflow.reporting.render import markdown_grid, write_text
 from merflow.reporting.runs import STD_DDOF, RunResult
+from merflow.tables import read_frame
 
 QUARANTINE_COLUMNS = ["source", "clip_id", "stage", "reason", "path"]
 EXCLUSION_COLUMNS = ["clip_id", "stage", "reason", "n_runs"]
@@ -31,12 +31,7 @@ def read_quarantine(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
     frames = []
     for path in paths:
         path = Path(path)
-        if not path.is_file():
-            raise DatasetError(
-                f"quarantine table {path} does not exist; it is written by the index/features "
-                "stage (always, maybe empty): run that stage, or leave the path out"
-            )
-        frame = read_table(path)
+        frame = read_frame(path, "quarantine", needed=("clip_id", "stage", "reason"))
         frame["source"] = path.name
         frames.append(frame.reindex(columns=QUARANTINE_COLUMNS))
     if not frames:
