@@ -21,15 +21,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
+from merflow import runs
 from merflow.data import FrameClips, WindowedClips
 from merflow.errors import ConfigError, DatasetError
 from merflow.io import atomic_path
-
-WEIGHTS_FILE = "baseline.npz"
 
 
 class Baseline:
@@ -180,8 +180,10 @@ def fit(name: str, train: WindowedClips | FrameClips, options: dict, *, seed: in
     return BASELINES[name].fit(train, dict(options), seed)
 
 
-def load(path: str | os.PathLike) -> Baseline:
+def load(path: str | os.PathLike, fix: str = runs.RETRAIN) -> Baseline:
     """A fitted baseline from its ``baseline.npz``."""
-    with np.load(path, allow_pickle=False) as stored:
-        weights = {k: stored[k] for k in stored.files if k != "baseline"}
-        return BASELINES[str(stored["baseline"])](**weights)
+    weights = runs.load_arrays(path, fix)
+    try:
+        return BASELINES[str(weights.pop("baseline"))](**weights)
+    except (KeyError, TypeError) as exc:
+        raise runs.damaged(Path(path), exc, fix) from None

@@ -10,7 +10,7 @@ runs that the Snakemake rules (and the CLI) iterate over.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import jsonschema
 import yaml
 
 from merflow.errors import ConfigError
+from merflow.runs import NO_SEQ_LEN, Run
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -37,7 +38,6 @@ MODEL_KINDS = {
 }
 SEQUENCE_MODELS = ("malik_crnn", "malik_crnn_nb")
 BASELINE_MODELS = ("mean", "ridge", "majority", "logistic")
-NO_SEQ_LEN = "full"  # the seq_len wildcard of models that see whole clips
 
 DATASET_HINTS = {
     "deam": "DEAM (MEMD_audio/ and annotations/) from the MediaEval Emotion in Music site",
@@ -88,12 +88,25 @@ def _describe_schema_error(error: jsonschema.ValidationError, n_errors: int) -> 
     elif error.validator == "enum":
         allowed = ", ".join(repr(v) for v in error.validator_value)
         detail = f"'{key}' is {error.instance!r}; allowed values: {allowed}"
+    elif error.validator == "pattern" and list(error.relative_schema_path)[-2:] == [
+        "propertyNames",
+        "pattern",
+    ]:
+        detail = (
+            f"the name {error.instance!r} under '{key}' cannot be used in file paths and rule "
+            "wildcards; use only letters, digits, '_' and '-' (e.g. "
+            f"{_safe_name(error.instance)!r})"
+        )
     elif error.validator == "required":
         detail = f"{error.message} (in '{key}')"
     else:
         detail = f"'{key}': {error.message}"
     more = f" ({n_errors - 1} more problem(s) after this one)" if n_errors > 1 else ""
     return f"config error: {detail}{more}"
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_") or "name"
 
 
 def _fill_defaults(config: dict, schema: dict) -> None:
@@ -105,6 +118,10 @@ def _fill_defaults(config: dict, schema: dict) -> None:
 
 
 def _check_semantics(config: dict) -> None:
+    from merflow.features import FEATURES, resolve_params
+
+    for feature in FEATURES:  # bounds too, before any job runs
+        resolve_params(feature, config.get("features", {}).get(feature, {}))
     datasets = config["datasets"]
     for name, exp in config["experiments"].items():
         if exp["dataset"] not in datasets:
@@ -187,26 +204,6 @@ def dataset_spec(config: dict, name: str) -> dict:
     return spec
 
 
-@dataclass(frozen=True)
-class Run:
-    """One training job: the wildcards of the train/evaluate rules."""
-
-    experiment: str
-    dataset: str
-    feature: str
-    model: str
-    seq_len: str
-    split: str
-    seed: int
-
-    @property
-    def path(self) -> str:
-        return (
-            f"{self.dataset}/{self.experiment}/runs/{self.feature}/{self.model}/"
-            f"len{self.seq_len}/{self.split}/seed{self.seed}"
-        )
-
-
 def split_settings(experiment: dict) -> dict:
     """The split keys of an experiment with their defaults."""
     split = {"method": "holdout", "seed": 0, "test_fraction": 1 / 3, "val_fraction": 0.15}
@@ -218,14 +215,14 @@ def split_settings(experiment: dict) -> dict:
 def experiment_runs(config: dict, name: str, split_ids: list[str]) -> list[Run]:
     """Every (feature, model, seq_len, split, seed) run of one experiment."""
     exp = config["experiments"][name]
-    runs = []
+    found = []
     for feature, model in itertools.product(exp["features"], exp["models"]):
         lengths = [str(n) for n in exp.get("seq_len", [])] if model in SEQUENCE_MODELS else []
         for seq_len, split, seed in itertools.product(
             lengths or [NO_SEQ_LEN], split_ids, _seeds_for(model, exp["seeds"])
         ):
-            runs.append(Run(name, exp["dataset"], feature, model, seq_len, split, seed))
-    return runs
+            found.append(Run(name, exp["dataset"], feature, model, seq_len, split, seed))
+    return found
 
 
 def _seeds_for(model: str, seeds: list[int]) -> list[int]:

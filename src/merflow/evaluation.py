@@ -43,10 +43,9 @@ import pandas as pd
 
 from merflow.data import TARGET_NAMES, FrameClips, WindowedClips, ZScore, read_split
 from merflow.errors import ConfigError, DatasetError
-from merflow.io import read_json, write_json, write_table
+from merflow.io import write_json, write_table
+from merflow.runs import NORM_FILE, metrics_file, predictions_file, read_record
 from merflow.training import (
-    NORM_FILE,
-    RUN_FILE,
     TrainConfig,
     load_part,
     load_predictor,
@@ -55,19 +54,6 @@ from merflow.training import (
 )
 
 log = logging.getLogger(__name__)
-
-PREDICTIONS_FILE = "predictions.parquet"
-METRICS_FILE = "metrics.json"
-
-
-def output_names(part: str) -> tuple[str, str]:
-    """Default file names of a part's predictions and metrics: ``predictions.parquet`` and
-    ``metrics.json`` for the test part, ``predictions_<part>.parquet`` and ``metrics_<part>.json``
-    for another (e.g. ``metrics_train.json``: Malik et al.'s "development" scores)."""
-    if part == "test":
-        return PREDICTIONS_FILE, METRICS_FILE
-    return f"predictions_{part}.parquet", f"metrics_{part}.json"
-
 
 # --- predictions ---------------------------------------------------------------------------------
 
@@ -109,9 +95,7 @@ def predict(
 
 
 def _run_config(run_dir: Path, *paths_given) -> TrainConfig:
-    if not (run_dir / RUN_FILE).is_file():
-        raise DatasetError(f"{run_dir}: no {RUN_FILE}; train the run before evaluating it")
-    config = TrainConfig.from_dict(read_json(run_dir / RUN_FILE)["config"])
+    config = TrainConfig.from_dict(read_record(run_dir)["config"])
     names = ("features_path", "clips_path", "split_path", "targets_path")
     for name, given in zip(names, paths_given, strict=True):
         if given is not None:
@@ -253,14 +237,14 @@ def evaluate(
     """Predict ``part`` with the run's model, write the predictions and the metrics JSON.
 
     ``paths_and_device`` are :func:`predict`'s keyword arguments (feature/clips/split/targets
-    paths, ``use_gpu``). Outputs default to :func:`output_names` in ``run_dir``. Returns the
-    metrics.
+    paths, ``use_gpu``). Outputs default to the run folder's files (:mod:`merflow.runs`).
+    Returns the metrics.
     """
     run_dir = Path(run_dir)
     table, problems = predict(run_dir, part=part, **paths_and_device)
     for p in problems:
         log.warning("clip %s left out of evaluation: %s", p["clip_id"], p["reason"])
-    record = read_json(run_dir / RUN_FILE)
+    record = read_record(run_dir)
     kind = model_kind(record["config"]["model"])
     if kind.task == "regression":
         metrics = regression_metrics(table)
@@ -274,9 +258,8 @@ def evaluate(
         "excluded": [{"clip_id": p["clip_id"], "reason": p["reason"]} for p in problems],
         **metrics,
     }
-    default_predictions, default_metrics = output_names(part)
-    write_table(table, predictions_path or run_dir / default_predictions)
-    write_json(_json_safe(metrics), metrics_path or run_dir / default_metrics)
+    write_table(table, predictions_path or run_dir / predictions_file(part))
+    write_json(_json_safe(metrics), metrics_path or run_dir / metrics_file(part))
     log.info("%s on %s: %s", record["config"]["model"], part, headline(metrics))
     return metrics
 

@@ -23,22 +23,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from merflow import baselines
-from merflow.data import TARGET_NAMES, read_split
+from merflow.data import TARGET_NAMES, ZScore, read_split
 from merflow.errors import DatasetError
-from merflow.evaluation import output_names
-from merflow.io import atomic_dir, read_json, read_metadata, write_json
+from merflow.io import atomic_dir, read_json, write_json
 from merflow.provenance import package_versions
-from merflow.training import (
+from merflow.runs import (
+    BASELINE_FILE,
     BEST_FILE,
     NORM_FILE,
-    PREDICTION_BATCH_FACTOR,
     RUN_FILE,
-    TrainConfig,
-    model_kind,
+    load_checkpoint,
+    metrics_file,
+    read_record,
 )
+from merflow.tables import metadata_of
+from merflow.training import PREDICTION_BATCH_FACTOR, TrainConfig, model_kind
 
 MODEL_FILE = "model.json"
 WEIGHTS_FILE = "weights.safetensors"
@@ -58,11 +57,11 @@ def run_spec(run_dir: str | os.PathLike) -> dict[str, Any]:
     ``prediction`` (the keyword options of :class:`~merflow.training.NetworkPredictor`).
     """
     run_dir = Path(run_dir)
-    record = _run_record(run_dir)
+    record = read_record(run_dir)
     config = TrainConfig.from_dict(record["config"])
     kind = model_kind(config.model)
     features = recorded_path(config.features_path, run_dir, "feature table")
-    feature_meta = read_metadata(features)
+    feature_meta = metadata_of(features, ("windows", "frames"))
     if "params" not in feature_meta:
         raise DatasetError(
             f"{features}: its metadata holds no feature parameters; re-run the features stage"
@@ -110,17 +109,8 @@ def recorded_path(recorded: str, run_dir: Path, what: str) -> Path:
     )
 
 
-def _run_record(run_dir: Path) -> dict[str, Any]:
-    if not (run_dir / RUN_FILE).is_file():
-        raise DatasetError(
-            f"{run_dir}: no {RUN_FILE}; give a finished run folder or an exported model folder "
-            f"(one with {MODEL_FILE})"
-        )
-    return read_json(run_dir / RUN_FILE)
-
-
 def _classes(clips_path: Path) -> list[str]:
-    classes = read_metadata(clips_path).get("classes")
+    classes = metadata_of(clips_path, "clips", ("clip_id", "label")).get("classes")
     if not classes:
         raise DatasetError(f"{clips_path}: metadata has no 'classes' for the classifier's outputs")
     return list(classes)
@@ -139,12 +129,13 @@ def export(run_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     _check_target(out_dir)
     spec = run_spec(run_dir)
-    record = _run_record(run_dir)
+    record = read_record(run_dir)
     with atomic_dir(out_dir) as staging:
         if spec["baseline"]:
-            _copy(run_dir / baselines.WEIGHTS_FILE, staging / baselines.WEIGHTS_FILE)
+            _copy(run_dir / BASELINE_FILE, staging / BASELINE_FILE)
         else:
             spec["build"] = _write_weights(run_dir / BEST_FILE, staging / WEIGHTS_FILE)
+        ZScore.load(run_dir / NORM_FILE)  # whole and plain, before it is copied
         _copy(run_dir / NORM_FILE, staging / NORM_FILE)
         spec |= {
             "training": record,
@@ -178,9 +169,7 @@ def _write_weights(checkpoint_path: Path, target: Path) -> dict:
     """The weights of ``best.pt`` as safetensors; returns the arguments that rebuild the model."""
     from safetensors.torch import save_file
 
-    if not checkpoint_path.is_file():
-        raise DatasetError(f"{checkpoint_path} is missing; the run did not finish: train it again")
-    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    checkpoint = load_checkpoint(checkpoint_path)
     # safetensors refuses tensors that share memory: give each its own copy
     tensors = {k: v.detach().clone().contiguous() for k, v in checkpoint["model"].items()}
     save_file(tensors, str(target), metadata={"format": FORMAT})
@@ -190,7 +179,7 @@ def _write_weights(checkpoint_path: Path, target: Path) -> dict:
 def _metrics(run_dir: Path) -> dict[str, Any]:
     found = {}
     for part in ("test", "val", "train"):
-        path = run_dir / output_names(part)[1]
+        path = run_dir / metrics_file(part)
         if path.is_file():
             found[part] = read_json(path)
     return found
@@ -201,7 +190,8 @@ def _data_summary(run_dir: Path, record: dict) -> dict[str, Any]:
     config = record["config"]
     summary: dict[str, Any] = {"dataset": None, "adapter": None, "parts": None}
     try:
-        meta = read_metadata(recorded_path(config["clips_path"], run_dir, "clips table"))
+        clips = recorded_path(config["clips_path"], run_dir, "clips table")
+        meta = metadata_of(clips, "clips", ("clip_id",))
         summary["dataset"], summary["adapter"] = meta.get("dataset"), meta.get("adapter")
         parts = read_split(recorded_path(config["split_path"], run_dir, "split table"))
         summary["parts"] = {name: len(ids) for name, ids in parts.items()}

@@ -9,6 +9,7 @@ for id columns, byte-stream-split for float columns.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -31,6 +32,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_debris(path.parent, path.name)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
@@ -41,6 +43,21 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def remove_debris(folder: str | os.PathLike, name: str = "") -> None:
+    """Remove what killed writers left in ``folder``: the temporary files and folders of
+    :func:`atomic_path` and :func:`atomic_dir` (of the file ``name`` only, if given). Called
+    when a file is written again, and by a stage when it starts on a folder it owns; a target
+    has one writer at a time, so no live temporary is touched."""
+    prefix = f".{name}." if name else "."
+    for stale in Path(folder).glob(f"{glob.escape(prefix)}*"):
+        if stale.suffix not in (".part", ".old"):
+            continue
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
 
 
 def _umask() -> int:
@@ -58,6 +75,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_debris(path.parent, path.name)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
     tmp.mkdir()  # not mkdtemp: its 0700 mode would stay on the final folder
     try:

@@ -32,10 +32,10 @@ reaches). For the same reason ``last.pt`` stores no RNG states: there are none t
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
-import pickle
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -67,17 +67,24 @@ from merflow.data import (
     stitch_song_predictions,
 )
 from merflow.errors import ConfigError, DatasetError
-from merflow.io import atomic_path, read_json, read_metadata, write_json, write_table
+from merflow.io import atomic_path, remove_debris, write_json, write_table
 from merflow.provenance import run_record
+from merflow.runs import (
+    BASELINE_FILE,
+    BEST_FILE,
+    HISTORY_FILE,
+    LAST_FILE,
+    NORM_FILE,
+    QUARANTINE_FILE,
+    RUN_FILE,
+    RunFileError,
+    load_checkpoint,
+    read_record,
+)
+from merflow.tables import metadata_of
 
 log = logging.getLogger(__name__)
 
-NORM_FILE = "norm.npz"
-HISTORY_FILE = "history.csv"
-BEST_FILE = "best.pt"
-LAST_FILE = "last.pt"
-RUN_FILE = "run.json"
-QUARANTINE_FILE = "quarantine.parquet"
 HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "train_metric", "val_metric", "seconds")
 # Prediction keeps no activations for backward, so batches this many times the training batch fit
 # in the memory that training needed.
@@ -303,7 +310,7 @@ def prepare_data(config: TrainConfig) -> RunData:
         zscore, names = ZScore.fit_windows(train), train.feature_names
     else:
         zscore, names = ZScore.fit_frames(train), []
-    meta = read_metadata(config.features_path)
+    meta = metadata_of(config.features_path, ("windows", "frames"))
     return RunData(
         kind=kind,
         feature=meta.get("feature") or Path(config.features_path).stem,
@@ -314,6 +321,21 @@ def prepare_data(config: TrainConfig) -> RunData:
         problems=[{**p, "split": "train"} for p in problems]
         + [{**p, "split": "val"} for p in val_problems],
     )
+
+
+def data_fingerprint(data: RunData) -> str:
+    """A digest of what a run learns from (the clips, inputs and labels of its training and
+    validation parts): a checkpoint resumes only the data it was trained on."""
+    digest = hashlib.sha256()
+    for part in (data.train, data.val):
+        digest.update("\0".join(part.clip_ids).encode())
+        if isinstance(part, WindowedClips):
+            arrays = [*part.times, *part.features, *(part.targets or [])]
+        else:
+            arrays = [part.features, part.n_valid_frames, part.labels]
+        for array in arrays:
+            digest.update(np.ascontiguousarray(array).data)
+    return digest.hexdigest()
 
 
 def write_problems(path: Path, problems: list[dict], stage: str) -> None:
@@ -498,11 +520,9 @@ class NetworkPredictor:
 def load_predictor(run_dir: str | os.PathLike, device: torch.device | None = None):
     """The trained predictor of a finished run (network from ``best.pt``, or baseline)."""
     run_dir = Path(run_dir)
-    if not (run_dir / RUN_FILE).is_file():
-        raise DatasetError(f"{run_dir}: no {RUN_FILE}; the run has not finished training")
-    config = TrainConfig.from_dict(read_json(run_dir / RUN_FILE)["config"])
+    config = TrainConfig.from_dict(read_record(run_dir)["config"])
     if model_kind(config.model).is_baseline:
-        return baselines.load(run_dir / baselines.WEIGHTS_FILE)
+        return baselines.load(run_dir / BASELINE_FILE)
     device = device or torch.device("cpu")
     checkpoint = load_checkpoint(run_dir / BEST_FILE, device)
     model = models.build_from_record(checkpoint["build"]).to(device)
@@ -545,6 +565,7 @@ def train(
     started = time.perf_counter()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    remove_debris(run_dir)  # what a killed writer of this run left
     if config.threads:
         torch.set_num_threads(config.threads)
     seed_everything(config.seed)
@@ -580,7 +601,7 @@ def resolved_options(model: str, feature: str, user_options: dict) -> dict:
 def _fit_baseline(run_dir: Path, config: TrainConfig, data: RunData) -> tuple[dict, int]:
     started = time.perf_counter()
     fitted = baselines.fit(config.model, data.train, config.model_options, seed=config.seed)
-    fitted.save(run_dir / baselines.WEIGHTS_FILE)
+    fitted.save(run_dir / BASELINE_FILE)
     train_loss, train_metric = score(fitted, data.train)
     val_loss, val_metric = score(fitted, data.val)
     row = _history_row(1, train_loss, val_loss, train_metric, val_metric, started)
@@ -615,7 +636,10 @@ def _fit_network(
     optimizer = _optimizer(model, config)
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
-    progress, kept_states = _resume(run_dir / LAST_FILE, config, model, optimizer, scaler, device)
+    data_key = data_fingerprint(data)
+    progress, kept_states = _resume(
+        run_dir / LAST_FILE, config, model, optimizer, scaler, device, data_key
+    )
     log.info(
         "%s: %d parameters, %d train / %d val clips, %s, from epoch %d",
         config.model,
@@ -650,7 +674,7 @@ def _fit_network(
         if progress.best_epoch == epoch or epoch in kept_states:
             _save_atomic(_best(model, build_args, progress, kept_states), run_dir / BEST_FILE)
         _save_atomic(
-            _checkpoint(config, model, optimizer, scaler, progress, kept_states),
+            _checkpoint(config, data_key, model, optimizer, scaler, progress, kept_states),
             run_dir / LAST_FILE,
         )
         _write_history(run_dir / HISTORY_FILE, progress.history)
@@ -663,6 +687,7 @@ def _fit_network(
         )
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)
+    _write_history(run_dir / HISTORY_FILE, progress.history)  # also when resumed finished
     if progress.stopped_early:
         log.info(
             "early stopping: no better validation %s for %d epochs",
@@ -911,9 +936,11 @@ def _save_atomic(obj: dict, path: Path) -> None:
         torch.save(obj, tmp)
 
 
-def _checkpoint(config, model, optimizer, scaler, progress: Progress, kept_states: dict) -> dict:
+def _checkpoint(
+    config, data_key, model, optimizer, scaler, progress: Progress, kept_states: dict
+) -> dict:
     return {
-        "resume_key": config.resume_key(),
+        "resume_key": {**config.resume_key(), "data": data_key},
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scaler": scaler.state_dict(),
@@ -950,27 +977,24 @@ def _best(model: nn.Module, build_args: dict, progress: Progress, kept_states: d
     return {"model": state, "build": build, "epoch": progress.best_epoch, "epochs": epochs}
 
 
-def load_checkpoint(path: Path, device: torch.device) -> dict:
-    """A checkpoint of tensors and plain values; one that holds Python objects is refused
-    unread (``weights_only``): unpickling it could run any code."""
-    try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise DatasetError(
-            f"{path}: refused: it holds Python objects, not only weights (torch.load "
-            "weights_only). merflow never writes such files; re-train the run rather than load "
-            "a checkpoint from elsewhere"
-        ) from exc
-
-
-def _resume(path: Path, config, model, optimizer, scaler, device) -> tuple[Progress, dict]:
-    """Load ``last.pt`` when it belongs to this configuration; a fresh start otherwise. Also
-    the weights of the epochs the checkpoint ensemble keeps (epoch -> state dict)."""
+def _resume(path: Path, config, model, optimizer, scaler, device, data_key: str):
+    """Load ``last.pt`` when it belongs to this run: the same settings and the same data
+    (``data_key``); a fresh start otherwise, and when the file is damaged (it is then kept as
+    ``last.pt.damaged``). Also the weights of the epochs the checkpoint ensemble keeps."""
     if not path.is_file():
         return Progress(), {}
-    checkpoint = load_checkpoint(path, device)
-    if checkpoint.get("resume_key") != config.resume_key():
-        log.warning("%s was written with other settings; starting afresh", path)
+    if not (path.parent / BEST_FILE).is_file():
+        log.warning("%s has no %s beside it; starting afresh", path, BEST_FILE)
+        return Progress(), {}
+    try:
+        checkpoint = load_checkpoint(path, device)
+    except RunFileError as exc:
+        os.replace(path, path.with_name(path.name + ".damaged"))
+        log.warning("%s; moved aside as %s.damaged, starting afresh", exc, path.name)
+        return Progress(), {}
+    if checkpoint.get("resume_key") != {**config.resume_key(), "data": data_key}:
+        why = "other data" if checkpoint.get("resume_key", {}).get("data") != data_key else None
+        log.warning("%s was written with %s; starting afresh", path, why or "other settings")
         return Progress(), {}
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])

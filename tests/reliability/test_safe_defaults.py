@@ -23,7 +23,7 @@ from workflow_utils import run_snakemake
 from merflow import baselines
 from merflow.data import ZScore
 from merflow.datasets.index import build_index
-from merflow.errors import DatasetError
+from merflow.errors import MerflowError
 from merflow.io import read_table, write_json
 from merflow.training import _resume, load_predictor
 
@@ -56,15 +56,18 @@ def test_a_best_checkpoint_with_a_pickled_object_is_refused(tmp_path):
     config = {"model": "malik_crnn", "features_path": "f", "clips_path": "c", "split_path": "s"}
     write_json({"config": config}, run / "run.json")
     malicious_checkpoint(run / "best.pt", tmp_path / "marker")
-    with pytest.raises(DatasetError, match="weights_only"):
+    with pytest.raises(MerflowError, match="weights_only"):
         load_predictor(run)  # what `merflow evaluate` and `merflow predict` call
     assert not (tmp_path / "marker").exists()
 
 
-def test_a_last_checkpoint_with_a_pickled_object_is_refused(tmp_path):
+def test_a_last_checkpoint_with_a_pickled_object_is_set_aside_unread(tmp_path, caplog):
     last = malicious_checkpoint(tmp_path / "last.pt", tmp_path / "marker")
-    with pytest.raises(DatasetError, match="weights_only"):
-        _resume(last, None, None, None, None, torch.device("cpu"))  # reads before it uses
+    torch.save({}, tmp_path / "best.pt")
+    progress, kept = _resume(last, None, None, None, None, torch.device("cpu"), "data")
+    assert progress.epoch == 0 and kept == {}  # a fresh start: nothing of it was used
+    assert not last.exists() and (tmp_path / "last.pt.damaged").is_file()
+    assert "weights_only" in caplog.text and "starting afresh" in caplog.text
     assert not (tmp_path / "marker").exists()
 
 
@@ -78,7 +81,7 @@ def test_npz_files_with_pickled_objects_are_refused(name, load, tmp_path):
     np.savez(tmp_path / "plain.npz", **arrays)  # the same file without the payload loads
     np.savez(tmp_path / name, **{**arrays, "mean": payload}, baseline=np.array("mean"))
     ZScore.load(tmp_path / "plain.npz")
-    with pytest.raises(ValueError, match="allow_pickle=False"):
+    with pytest.raises(MerflowError, match=f"{name} is damaged.*allow_pickle=False.*train it"):
         load(tmp_path / name)
     assert not (tmp_path / "marker").exists()
 

@@ -28,7 +28,9 @@ import numpy as np
 import pandas as pd
 
 from merflow.errors import DatasetError
-from merflow.io import read_json, read_table
+from merflow.io import read_table
+from merflow.runs import read_json_file
+from merflow.tables import read_frame
 
 METRICS_FILE = "metrics.json"
 METRICS_TRAIN_FILE = "metrics_train.json"
@@ -42,6 +44,7 @@ BASELINES = ("mean", "ridge", "majority", "logistic")
 DIMENSIONS = ("valence", "arousal", "average")  # Malik et al.'s column order
 STD_DDOF = 0
 
+REEVALUATE = "evaluate the run again (snakemake --forcerun <its metrics.json>, or merflow evaluate)"
 _RUN_PATH = re.compile(
     r"runs/(?P<feature>[^/]+)/(?P<model>[^/]+)/len(?P<seq_len>[^/]+)/(?P<split>[^/]+)/seed(?P<seed>\d+)$"
 )
@@ -115,7 +118,7 @@ class RunResult:
 
     def quarantine(self) -> pd.DataFrame | None:
         path = self.run_dir / RUN_QUARANTINE_FILE
-        return read_table(path) if path.is_file() else None
+        return read_frame(path, "quarantine") if path.is_file() else None
 
 
 def seq_len_order(seq_len: str) -> tuple[int, int]:
@@ -135,7 +138,7 @@ def load_run(run_dir: str | os.PathLike) -> RunResult:
             f"{metrics_path} does not exist: the run has not been evaluated; "
             f"run `merflow evaluate --run-dir {run_dir}` (or the workflow's evaluate rule) first"
         )
-    metrics = read_json(metrics_path)
+    metrics = read_json_file(metrics_path, REEVALUATE)
     train_path = run_dir / METRICS_TRAIN_FILE
     record_path = run_dir / RUN_FILE
     identity = _identity(run_dir, metrics.get("run") or {})
@@ -143,8 +146,8 @@ def load_run(run_dir: str | os.PathLike) -> RunResult:
         run_dir=run_dir,
         task=metrics.get("task") or _missing(metrics_path, "task"),
         metrics=metrics,
-        metrics_train=read_json(train_path) if train_path.is_file() else None,
-        record=read_json(record_path) if record_path.is_file() else {},
+        metrics_train=read_json_file(train_path, REEVALUATE) if train_path.is_file() else None,
+        record=read_json_file(record_path) if record_path.is_file() else {},
         **identity,
     )
 
