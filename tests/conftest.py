@@ -6,7 +6,10 @@ import os
 from pathlib import Path
 
 import pytest
+import trained_models
 from workflow_utils import TINY, snakemake
+
+from merflow.export import export
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("MERFLOW_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -30,3 +33,18 @@ def tiny_run(tmp_path_factory) -> Path:
     out = snakemake(workdir, TINY)
     assert out.returncode == 0, out.stderr[-4000:]
     return workdir
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory) -> Path:
+    """Three runs trained on tiny synthetic data (tests/trained_models.py)."""
+    return trained_models.train_tiny(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="session")
+def exported(tiny, tmp_path_factory) -> Path:
+    """The runs of ``tiny``, each exported with `merflow export`."""
+    out = tmp_path_factory.mktemp("exported")
+    for run in trained_models.RUNS:
+        export(tiny / "runs" / run, out / run)
+    return out

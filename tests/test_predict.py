@@ -11,73 +11,19 @@ import pandas as pd
 import pytest
 import soundfile as sf
 import yaml
+from trained_models import CLASSES
 from workflow_utils import jobs_to_run, snakemake
 
-from merflow import audio, features
+from merflow import audio
 from merflow.cli import main
 from merflow.config import load_config, predict_job
 from merflow.data import chunk_starts
-from merflow.datasets import synth
-from merflow.datasets.index import build_index
 from merflow.errors import ConfigError, DatasetError
 from merflow.evaluation import predict as evaluate_part
 from merflow.export import CARD_FILE, MODEL_FILE, WEIGHTS_FILE, export
 from merflow.features.windows import n_windows
-from merflow.io import read_json, read_table, write_table
+from merflow.io import read_json, read_table
 from merflow.predict import find_audio, load_model
-from merflow.training import TrainConfig, train
-
-LOGMEL = {"n_mels": 32, "n_frames": 192}  # 192 frames = 4.46 s: a 4 s synth clip is one segment
-CLASSES = ["energetic", "sad", "calm"]
-
-
-# --- tiny trained models -------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> Path:
-    """10 synthetic 4 s clips -> features -> one split -> malik_crnn, velankar_crnn, ridge."""
-    root = tmp_path_factory.mktemp("tiny")
-    synth.generate(root / "source", n_clips=10, duration_s=4.0, n_classes=3, seed=1)
-    build_index({"name": "tiny", "adapter": "synth", "root": str(root / "source")}, root / "data")
-    clips = read_table(root / "data/clips.parquet")
-    for name, overrides in (("logmel_500ms", {}), ("logmel", LOGMEL)):
-        params = features.resolve_params(name, overrides)
-        table, _ = features.extract_shard(clips, name, params)
-        features.write_feature_table(table, root / f"data/{name}.parquet", name, params)
-    ids = sorted(clips["clip_id"])
-    parts = ["train"] * 6 + ["val"] * 2 + ["test"] * 2
-    split = pd.DataFrame({"clip_id": ids, "group": ids, "split": parts})
-    write_table(split, root / "data/split.parquet")
-    common = {
-        "clips_path": str(root / "data/clips.parquet"),
-        "split_path": str(root / "data/split.parquet"),
-        "targets_path": str(root / "data/targets.parquet"),
-        "use_gpu": False,
-        "threads": 1,
-        "epochs": 2,
-        "batch_size": 4,
-    }
-    windows, frames = str(root / "data/logmel_500ms.parquet"), str(root / "data/logmel.parquet")
-    # The networks predict as the merflow recipe does (smoothing; the mean over 128-frame
-    # crops; a checkpoint ensemble of both epochs), which an export must carry over.
-    crops = {"input_frames": 128, "eval_crop_hop": 32, "checkpoint_ensemble": 2}
-    for run, model, feature, settings in (
-        ("malik", "malik_crnn", windows, {"seq_len": 3, "smooth_windows": 3}),
-        ("velankar", "velankar_crnn", frames, crops),
-        ("ridge", "ridge", windows, {}),
-    ):
-        config = TrainConfig(model=model, features_path=feature, **settings, **common)
-        train(root / "runs" / run, config)
-    return root
-
-
-@pytest.fixture(scope="module")
-def exported(tiny, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("exported")
-    for run in ("malik", "velankar", "ridge"):
-        export(tiny / "runs" / run, out / run)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -262,8 +208,10 @@ def test_find_audio_names_songs_by_their_path_below_the_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     found, problems = find_audio([tmp_path / "in", tmp_path / "in/x.wav", tmp_path / "empty"])
     assert [c for c, _ in found] == ["a/x", "b/x", "x", "x-2"]
-    assert [Path(p["path"]).name for p in problems] == ["empty"]
-    assert "no audio files" in problems[0]["reason"]
+    reasons = {Path(p["path"]).name: p["reason"] for p in problems}
+    assert set(reasons) == {"notes.txt", "empty"}  # nothing left out in silence
+    assert "no audio files" in reasons["empty"]
+    assert reasons["notes.txt"].startswith("not an audio format merflow decodes")
 
 
 def test_the_cli_tags_good_files_and_reports_bad_ones(tiny, songs, tmp_path, capsys):

@@ -51,8 +51,10 @@ from merflow.features.clip import DecodedClip
 from merflow.features.registry import FEATURES, columns, resolve_params
 from merflow.features.windows import window_end_times
 from merflow.io import atomic_path, read_json, write_json, write_table
+from merflow.mp3 import check_mp3
 from merflow.provenance import package_versions
-from merflow.training import NORM_FILE, RUN_FILE, NetworkPredictor, load_predictor
+from merflow.runs import BASELINE_FILE, NORM_FILE, RETRAIN, RUN_FILE, RunFileError, damaged
+from merflow.training import NetworkPredictor, load_predictor
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +98,12 @@ class TaggingModel:
         """Decode ``path`` and predict it; AudioError if it cannot be decoded."""
         path = Path(path)
         params = self.spec["feature_params"]
-        clip = DecodedClip(audio.load(path, params["sample_rate"]), params["sample_rate"])
+        signal = audio.load(path, params["sample_rate"])
+        if path.suffix.lower() == ".mp3" and (
+            finding := check_mp3(path, len(signal) / params["sample_rate"])
+        ):
+            raise AudioError(path, finding.reason)
+        clip = DecodedClip(signal, params["sample_rate"])
         clip_id = clip_id or path.stem
         if FEATURES[self.spec["feature"]].kind == "windows":
             table, summary = self._predict_windows(clip, clip_id, path)
@@ -153,13 +160,13 @@ def load_model(path: str | os.PathLike, device: torch.device | None = None) -> T
     path = Path(path)
     device = device or torch.device("cpu")
     if (path / MODEL_FILE).is_file():
-        spec = read_json(path / MODEL_FILE)
-        if spec.get("format") != FORMAT:
-            raise DatasetError(f"{path / MODEL_FILE} is not a merflow model description")
+        spec = _read_model_file(path / MODEL_FILE)
         predictor = _exported_predictor(path, spec, device)
-    elif (path / RUN_FILE).is_file():
+        fix = REEXPORT
+    elif (path / RUN_FILE).is_file() or (path / NORM_FILE).is_file():  # a run, finished or not
         spec = run_spec(path)
         predictor = load_predictor(path, device)
+        fix = RETRAIN
     else:
         raise DatasetError(
             f"{path}: neither an exported model ({MODEL_FILE}) nor a finished run ({RUN_FILE}); "
@@ -167,18 +174,35 @@ def load_model(path: str | os.PathLike, device: torch.device | None = None) -> T
             "`merflow export` wrote"
         )
     spec = {**spec, "feature_params": _feature_params(path, spec)}
-    zscore = ZScore.load(path / NORM_FILE)
+    zscore = ZScore.load(path / NORM_FILE, fix)
     _check_sizes(path, spec, zscore)
     return TaggingModel(spec, zscore, predictor, path)
 
 
+REEXPORT = "export the model again from its run folder (merflow export RUN_DIR OUT)"
+
+
+def _read_model_file(path: Path) -> dict[str, Any]:
+    try:
+        spec = read_json(path)
+    except ValueError as exc:
+        raise damaged(path, exc, REEXPORT) from None
+    if not isinstance(spec, dict) or spec.get("format") != FORMAT:
+        raise RunFileError(f"{path} is not a merflow model description; {REEXPORT}")
+    return spec
+
+
 def _exported_predictor(path: Path, spec: dict, device: torch.device):
     if spec["baseline"]:
-        return baselines.load(path / baselines.WEIGHTS_FILE)
+        return baselines.load(path / BASELINE_FILE, REEXPORT)
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     network = models.build_from_record(spec["build"])
-    network.load_state_dict(load_file(path / WEIGHTS_FILE, device="cpu"))
+    try:
+        network.load_state_dict(load_file(path / WEIGHTS_FILE, device="cpu"))
+    except (SafetensorError, OSError, RuntimeError) as exc:
+        raise damaged(path / WEIGHTS_FILE, exc, REEXPORT) from None
     return NetworkPredictor(
         network.to(device),
         device,
@@ -254,31 +278,54 @@ class PredictReport:
 
 
 def find_audio(inputs: Sequence[str | os.PathLike]) -> tuple[list[tuple[str, Path]], list[dict]]:
-    """``[(clip_id, path)]`` of the audio files given or found below the folders given, and the
-    inputs that name nothing usable (``{path, reason}``)."""
+    """``[(clip_id, path)]`` of the audio files given or found below the folders given, and every
+    input or file found that cannot be tagged, with the reason (``{path, reason}``): nothing is
+    skipped silently. Hidden files are not inputs; links to folders are not followed."""
     found: list[tuple[str, Path]] = []
     problems: list[dict] = []
     taken: set[str] = set()
     for given in map(Path, inputs):
         if given.is_dir():
-            files = sorted(
-                f
-                for f in given.rglob("*")
-                if f.is_file()
-                and f.suffix.lower() in audio.SUPPORTED_SUFFIXES
-                and not f.name.startswith(".")
-            )
+            entries = sorted(f for f in given.rglob("*") if not f.name.startswith("."))
+            files = [f for f in entries if not (f.is_dir() and not f.is_symlink())]
             if not files:
                 reason = f"no audio files ({' '.join(audio.SUPPORTED_SUFFIXES)}) in this folder"
                 problems.append({"path": str(given), "reason": reason})
-            found += [
-                (_unique(f.relative_to(given).with_suffix("").as_posix(), taken), f) for f in files
-            ]
-        elif given.is_file():
-            found.append((_unique(given.stem, taken), given))
+            for f in files:
+                reason = _unusable(f)
+                if reason:
+                    problems.append({"path": str(f), "reason": reason})
+                else:
+                    clip_id = f.relative_to(given).with_suffix("").as_posix()
+                    found.append((_unique(clip_id, taken), f))
+        elif given.is_file() or given.is_symlink():
+            reason = _unusable(given)
+            if reason:
+                problems.append({"path": str(given), "reason": reason})
+            else:
+                found.append((_unique(given.stem, taken), given))
         else:
             problems.append({"path": str(given), "reason": "no such file or folder"})
     return found, problems
+
+
+def _unusable(path: Path) -> str:
+    """Why ``path`` cannot be tagged ('' when it can be tried)."""
+    if path.is_symlink() and not path.exists():
+        return "a broken symbolic link, or a loop of links; point it at an audio file"
+    if path.is_dir():
+        return "a link to a folder, which is not followed; give that folder itself"
+    if not path.is_file():
+        return "not a regular file"
+    if path.suffix.lower() not in audio.SUPPORTED_SUFFIXES:
+        supported = " ".join(audio.SUPPORTED_SUFFIXES)
+        return f"not an audio format merflow decodes ({supported}); convert it, e.g. to FLAC"
+    try:
+        with path.open("rb") as fh:
+            fh.read(1)
+    except OSError as exc:
+        return f"cannot be opened ({exc.strerror or exc}); check its permissions"
+    return ""
 
 
 def _unique(clip_id: str, taken: set[str]) -> str:
