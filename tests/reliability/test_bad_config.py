@@ -65,6 +65,18 @@ MISTAKES = {
         lambda c: c["datasets"].update(mine={"adapter": "deam"}),
         "dataset 'mine' has no 'root'",
     ),
+    "n_mels beyond the FFT bins": (
+        lambda c: c["features"]["logmel"].update(n_mels=100000),
+        "features.logmel.n_mels = 100000; expected an integer from 1 to 512",
+    ),
+    "n_fft not a power of two": (
+        lambda c: c["features"].update(logmel_500ms={"n_fft": 1000}),
+        "features.logmel_500ms.n_fft = 1000; expected a power of two",
+    ),
+    "n_frames unbounded": (
+        lambda c: c["features"]["logmel"].update(n_frames=10**7),
+        "features.logmel.n_frames = 10000000; expected an integer from 1 to 20000",
+    ),
     "experiment naming an undefined dataset": (
         lambda c: c["experiments"]["velankar"].update(dataset="emotify"),
         "experiment 'velankar' uses dataset 'emotify', which is not defined",
@@ -80,6 +92,31 @@ def test_snakemake_stops_on_a_wrong_config_naming_the_key(mistake, tmp_path):
     assert out.returncode != 0
     assert expected in out.stdout + out.stderr
     assert not (tmp_path / "results").exists()
+
+
+def renamed(section: str, old: str, new: str):
+    def edit(config: dict) -> None:
+        config[section][new] = config[section].pop(old)
+        if section == "datasets":
+            for experiment in config["experiments"].values():
+                experiment["dataset"] = new
+
+    return edit
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("section", "old", "name"),
+    [("datasets", "tiny", n) for n in ("4q.v2", "my songs", "a;b", "../x")]
+    + [("experiments", "malik", n) for n in ("4q.v2", "a;b")],
+)
+def test_a_name_that_cannot_be_a_path_stops_snakemake(section, old, name, tmp_path):
+    out = snakemake(tmp_path, changed(renamed(section, old, name)), "-n")
+    assert out.returncode != 0
+    message = out.stdout + out.stderr
+    assert f"the name {name!r} under '{section}' cannot be used in file paths" in message
+    assert "letters, digits, '_' and '-'" in message
+    assert "Traceback" not in message and "MissingInputException" not in message
 
 
 @pytest.mark.slow

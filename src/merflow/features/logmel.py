@@ -33,6 +33,8 @@ from merflow.features.windows import min_samples, n_windows, pool_windows, poole
 AMIN = 1e-10
 DB_FLOOR = float(10 * np.log10(AMIN))  # -100 dB: power_to_db of zero power
 CROP_POLICIES = ("center", "start")
+MAX_MELS = 512  # 4x Velankar's 128; beyond it the filters are narrower than the FFT bins
+MAX_FRAMES = 20_000  # 7.7 min at 22.05 kHz and hop 512: a frame matrix per clip stays < 10 MB
 PAD_POLICIES = ("constant", "repeat", "edge")
 
 _SPECTROGRAM_DEFAULTS: dict[str, Any] = {
@@ -117,7 +119,9 @@ def valid_logmel_frames(n_samples: int, params: dict[str, Any]) -> int:
 
 def check_logmel(params: dict[str, Any]) -> None:
     _check_spectrogram("logmel", params)
-    check.positive_int("logmel", params, "n_frames")
+    check.int_in_range(
+        "logmel", params, "n_frames", 1, MAX_FRAMES, "frames per clip; 640 is Velankar's 15 s"
+    )
     check.choice("logmel", params, "crop", CROP_POLICIES)
     check.choice("logmel", params, "pad", PAD_POLICIES)
 
@@ -147,8 +151,25 @@ def check_logmel_500ms(params: dict[str, Any]) -> None:
 
 
 def _check_spectrogram(feature: str, params: dict[str, Any]) -> None:
-    for key in ("sample_rate", "n_fft", "hop_length", "n_mels"):
-        check.positive_int(feature, params, key)
+    check.int_in_range(
+        feature, params, "sample_rate", 8000, 192000, "audio rates in use; 22050 by default"
+    )
+    check.power_of_two(
+        feature, params, "n_fft", 64, 16384, "the STFT's size: 3 ms to 0.7 s at 22.05 kHz"
+    )
+    check.int_in_range(
+        feature, params, "hop_length", 1, params["n_fft"], "at most n_fft, or samples are skipped"
+    )
+    n_bins = params["n_fft"] // 2 + 1
+    check.int_in_range(
+        feature,
+        params,
+        "n_mels",
+        1,
+        min(MAX_MELS, n_bins),
+        f"no more bands than the n_fft/2 + 1 = {n_bins} FFT bins, whose filters would be empty, "
+        f"and at most {MAX_MELS}",
+    )
     check.frequency(feature, params, "fmin")
     check.frequency(feature, params, "fmax", optional=True)
     if params["fmax"] is not None and params["fmin"] >= params["fmax"]:

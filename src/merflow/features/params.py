@@ -24,6 +24,24 @@ def positive_int(feature: str, params: Mapping[str, Any], key: str) -> None:
         raise _fail(feature, key, value, "a positive integer")
 
 
+def int_in_range(
+    feature: str, params: Mapping[str, Any], key: str, low: int, high: int, why: str
+) -> None:
+    """An integer from ``low`` to ``high``; ``why`` says where the bounds come from."""
+    value = params[key]
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise _fail(feature, key, value, f"an integer from {low} to {high} ({why})")
+
+
+def power_of_two(
+    feature: str, params: Mapping[str, Any], key: str, low: int, high: int, why: str
+) -> None:
+    int_in_range(feature, params, key, low, high, why)
+    value = params[key]
+    if value & (value - 1):
+        raise _fail(feature, key, value, f"a power of two from {low} to {high} ({why})")
+
+
 def positive_number(
     feature: str, params: Mapping[str, Any], key: str, minimum: float = 0.0
 ) -> None:
