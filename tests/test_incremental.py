@@ -3,14 +3,18 @@ the tiny run's config, and real re-runs after clips are added to a folder datase
 
 from __future__ import annotations
 
+import shutil
 import zlib
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile as sf
 from workflow_utils import TINY, executed_jobs, planned_jobs, snakemake, tiny_config
+
+from merflow.io import read_json
 
 pytestmark = pytest.mark.slow
 
@@ -135,3 +139,65 @@ def test_adding_clips_reextracts_only_the_shards_they_fall_in(tmp_path):
     untouched = {n for n in before if int(n.split("-")[1].split(".")[0]) not in changed}
     assert all(after[n] == before[n] for n in untouched)
     assert planned_jobs(work, config) == []  # and then all is up to date again
+
+
+# --- real re-runs of a network after its inputs changed -----------------------------------------
+
+MALIK_NB = "results/tiny/malik/runs/logmel_500ms/malik_crnn_nb/len8/holdout-s0/seed0"
+RUN_OUTPUTS = ("run.json", "history.csv", "best.pt", "last.pt", "metrics.json", "norm.npz")
+
+
+@pytest.fixture
+def rerun_copy(tiny_run, tmp_path) -> Path:
+    """A copy of the tiny run (Snakemake's records included) to change and re-run."""
+    return Path(shutil.copytree(tiny_run, tmp_path / "work", symlinks=True))
+
+
+def train_log(work: Path) -> str:
+    return (work / MALIK_NB / "train.log").read_text()
+
+
+def assert_run_complete(work: Path) -> None:
+    for name in RUN_OUTPUTS:
+        assert (work / MALIK_NB / name).is_file(), name
+    epochs = TINY["experiments"]["malik"]["train"]["epochs"]
+    assert len(pd.read_csv(work / MALIK_NB / "history.csv")) == epochs
+    assert read_json(work / MALIK_NB / "run.json")["result"]["epochs_run"] == epochs
+
+
+def test_changed_features_retrain_the_network_from_scratch(rerun_copy):
+    config = tiny_config()
+    config["features"]["logmel_500ms"] = {"n_mels": 48}
+    out = snakemake(rerun_copy, config)
+    assert out.returncode == 0, out.stderr[-4000:]
+    assert "train" in rules_of(executed_jobs(out.stderr))
+    log = train_log(rerun_copy)
+    assert "was written with other data; starting afresh" in log and "epoch 1/" in log
+    assert_run_complete(rerun_copy)
+    assert read_json(rerun_copy / MALIK_NB / "run.json")["n_parameters"] > 0
+    assert planned_jobs(rerun_copy, config) == []
+
+
+def test_a_train_job_rerun_on_the_same_data_reuses_the_trained_network(rerun_copy):
+    """What a newer feature table of the same rows causes on real data (Snakemake checksums
+    inputs of up to 1 MB only, so the tiny run's cannot show it): the finished train job runs
+    again. Forced here."""
+    before = (rerun_copy / MALIK_NB / "best.pt").read_bytes()
+    out = snakemake(rerun_copy, TINY, "--forcerun", f"{MALIK_NB}/run.json")
+    assert out.returncode == 0, out.stderr[-4000:]
+    assert "train" in rules_of(executed_jobs(out.stderr))
+    log = train_log(rerun_copy)
+    epochs = TINY["experiments"]["malik"]["train"]["epochs"]
+    assert f"after epoch {epochs}" in log and "epoch 1/" not in log  # resumed, nothing to train
+    assert_run_complete(rerun_copy)
+    assert (rerun_copy / MALIK_NB / "best.pt").read_bytes() == before
+
+
+def test_a_damaged_resume_checkpoint_is_set_aside_and_the_run_retrained(rerun_copy):
+    last = rerun_copy / MALIK_NB / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000])
+    out = snakemake(rerun_copy, TINY, "--forcerun", f"{MALIK_NB}/run.json")
+    assert out.returncode == 0, out.stderr[-4000:]
+    assert "last.pt is damaged" in train_log(rerun_copy)
+    assert (rerun_copy / MALIK_NB / "last.pt.damaged").is_file()
+    assert_run_complete(rerun_copy)

@@ -112,12 +112,16 @@ def kill_job_when(
     marker: str,
     ready: Callable[[list[int]], bool],
     timeout_s: float = 300.0,
+    whole_workflow: bool = False,
 ) -> list[int]:
-    """Wait until the job exists and ``ready(its pids)``, then SIGKILL all of its processes."""
+    """Wait until the job exists and ``ready(its pids)``, then SIGKILL all of its processes
+    (with ``whole_workflow``, Snakemake's and all of its jobs' too)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and snakemake.poll() is None:
         pids = job_processes(snakemake.pid, subcommand, marker)
         if pids and ready(pids):
+            if whole_workflow:
+                pids = [snakemake.pid, *descendants(snakemake.pid)]
             for pid in reversed(pids):  # the worker first, then its shell
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)

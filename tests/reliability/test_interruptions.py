@@ -1,10 +1,13 @@
-"""SIGKILL in the middle of the workflow, then ``--rerun-incomplete``: the same results (Snakemake).
+"""SIGKILL in the middle of the workflow, then the README's commands: the same results.
 
-One run of the tiny workflow is interrupted twice: a feature-extraction job is killed while it
-computes its first clip's features (its process has just imported librosa), then, in the rerun, a
-training job is killed after its first epoch checkpoint. A last rerun completes the workflow. Its
-outputs must equal those of the uninterrupted reference run (conftest.py) and training must have
-resumed from ``last.pt`` rather than started over.
+One run of the tiny workflow is interrupted three times: a feature-extraction job is killed while
+it computes its first clip's features (its process has just imported librosa); in the rerun, a
+training job is killed after its first epoch checkpoint; in the next, Snakemake itself and all
+its jobs are killed (kill -9, as a crashed login node would), which leaves Snakemake's lock
+behind. Then the user's commands of the README ("When a run was killed"): ``snakemake`` refuses
+the locked folder, ``snakemake --unlock``, ``snakemake --rerun-incomplete`` completes. The
+outputs must equal those of the uninterrupted reference run (conftest.py), training must have
+resumed from ``last.pt`` rather than started over, and no temporary file may remain.
 """
 
 from __future__ import annotations
@@ -67,9 +70,28 @@ def interrupted(tmp_path_factory) -> dict:
         "epoch"
     ]
 
-    out = snakemake(workdir, TINY, "--rerun-incomplete")
-    assert out.returncode == 0, out.stderr[-4000:]
+    run = start_snakemake(workdir, TINY, "--rerun-incomplete", output="third.out")
+    kill_job_when(run, "evaluate", "malik_crnn_nb", lambda pids: True, whole_workflow=True)
+    run.wait(timeout=60)
+    state["locked"] = snakemake(workdir, TINY)
+    state["unlock"] = snakemake(workdir, TINY, "--unlock")
+    state["last"] = snakemake(workdir, TINY, "--rerun-incomplete")
+    assert state["last"].returncode == 0, state["last"].stderr[-4000:]
     return state
+
+
+def test_after_kill_9_the_readme_commands_unlock_and_complete_the_workflow(interrupted):
+    locked = interrupted["locked"]
+    assert locked.returncode != 0
+    assert "Directory cannot be locked" in locked.stdout + locked.stderr
+    assert interrupted["unlock"].returncode == 0
+    assert "Nothing to be done" not in interrupted["last"].stderr  # the killed jobs ran again
+
+
+def test_no_temporary_file_remains_after_the_reruns(interrupted):
+    results = interrupted["workdir"] / "results"
+    assert sorted(p.relative_to(results) for p in results.rglob("*.part")) == []
+    assert sorted(p.relative_to(results) for p in results.rglob("*.old")) == []
 
 
 def test_a_killed_feature_job_left_no_output_that_looks_whole(interrupted):
