@@ -26,7 +26,7 @@ from recipes import ensemble_scores, headline
 
 from merflow.evaluation import evaluate
 from merflow.io import atomic_path, read_json, read_table, write_json
-from merflow.training import BEST_FILE, NORM_FILE, RUN_FILE, load_checkpoint
+from merflow.runs import BEST_FILE, NORM_FILE, RUN_FILE, load_checkpoint
 
 log = logging.getLogger("bench.best_epoch")
 

@@ -42,8 +42,8 @@ from merflow.datasets.synth import generate
 from merflow.evaluation import evaluate
 from merflow.features import extract_features, resolve_params, write_feature_table
 from merflow.io import read_metadata, read_table, write_table
-from merflow.recipes import resolve
-from merflow.training import TrainConfig, train
+from merflow.recipes import TrainConfig, resolve
+from merflow.training import train
 
 log = logging.getLogger("bench.recipes")
 

@@ -33,7 +33,8 @@ def test_default_config_is_valid_and_gets_defaults(default_config):
         (lambda c: c.update(on_bad_audio="ignore"), "'on_bad_audio' is 'ignore'; allowed values"),
         (
             lambda c: c["experiments"]["malik"]["models"].append("transformer"),
-            "'experiments.malik.models.4' is 'transformer'; allowed values: 'malik_crnn'",
+            "'experiments.malik.models.4' is 'transformer'; allowed values: 'malik_crnn_nb', "
+            "'malik_crnn'",
         ),
         (
             lambda c: c["experiments"]["malik"]["features"].append("mfcc"),

@@ -11,7 +11,7 @@ import pytest
 import torch
 from scipy.stats import pearsonr
 
-from merflow.data import FrameClips, chunk_starts, stitch_song_predictions
+from merflow.data import FrameClips
 from merflow.evaluation import (
     _json_safe,
     classification_metrics,
@@ -20,7 +20,8 @@ from merflow.evaluation import (
     regression_metrics,
     rmse,
 )
-from merflow.training import NetworkPredictor
+from merflow.inference import NetworkPredictor
+from merflow.sequences import chunk_starts, stitch_song_predictions
 
 
 def regression_predictions() -> pd.DataFrame:

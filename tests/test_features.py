@@ -19,6 +19,7 @@ from merflow.features import (
     FEATURES,
     columns,
     compute_clip,
+    computed,
     default_params,
     extract_features,
     extract_shard,
@@ -60,7 +61,13 @@ def test_registry_kinds_and_defaults():
         "logmel": "frames",
         "logmel_500ms": "windows",
         "compare_500ms": "windows",
+        "deam_opensmile": "windows",  # comes with DEAM, not computed
     }
+    assert [n for n, s in FEATURES.items() if s.computed] == [
+        "logmel",
+        "logmel_500ms",
+        "compare_500ms",
+    ]
     assert default_params("logmel")["n_mels"] == 128
     assert default_params("logmel")["n_frames"] == 640
     assert default_params("logmel_500ms")["n_mels"] == 64
@@ -205,7 +212,7 @@ def test_real_clips_decode_at_the_configured_rate(shared_data):
     mono_16k = shared_data / "4q-dev/audio/Q1/MT0013621344.mp3"  # 16 kHz mono, 10.08 s
     stereo_44k = shared_data / "pmemo-sample/634.mp3"  # 44.1 kHz stereo, 45.15 s
     clips = pd.DataFrame({"clip_id": ["634", "MT0013621344"], "path": [stereo_44k, mono_16k]})
-    params = {name: {} for name in FEATURES}
+    params = {name: {} for name in computed()}
     tables, quarantined = extract_features(clips, params)
     assert quarantined == []
     for path, native_rate in ((mono_16k, 16000), (stereo_44k, 44100)):
@@ -254,7 +261,7 @@ def test_extract_shard_fail_raises_naming_the_file(small_clips):
 
 
 def test_extract_features_gives_every_table_the_same_clips(small_clips):
-    tables, quarantined = extract_features(small_clips, {n: {} for n in FEATURES})
+    tables, quarantined = extract_features(small_clips, {n: {} for n in computed()})
     assert [q["clip_id"] for q in quarantined] == ["broken"]
     for table in tables.values():
         assert set(table.column("clip_id").to_pylist()) == {"a", "b"}

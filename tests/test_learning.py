@@ -16,7 +16,8 @@ import pytest
 from merflow.cli import main
 from merflow.config import split_settings
 from merflow.evaluation import evaluate
-from merflow.training import TrainConfig, train
+from merflow.recipes import TrainConfig
+from merflow.training import train
 
 pytestmark = pytest.mark.slow
 

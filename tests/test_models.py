@@ -10,8 +10,9 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from merflow import models
 from merflow.errors import ConfigError
-from merflow.models import MODELS, build_model, count_parameters, feature_options
+from merflow.models import MODELS, build_model, count_parameters
 from merflow.models.blocks import Conv2dBlock, Maxout, SequenceDropout, last_states
 
 MALIK = ("malik_crnn", "malik_crnn_nb")
@@ -319,29 +320,38 @@ def test_each_model_overfits_one_small_batch(name):
 # --- registry and errors --------------------------------------------------------------------
 
 
+NETWORKS = models.registry.names(baseline=False)
+
+
 def test_registry_describes_every_model():
-    assert set(MODELS) == {*MALIK, *VELANKAR}
+    assert set(NETWORKS) == {*MALIK, *VELANKAR}
+    assert set(models.registry.names(baseline=True)) == {"mean", "ridge", "majority", "logistic"}
     for name, spec in MODELS.items():
         assert spec.name == name
-        assert spec.task == ("regression" if name in MALIK else "classification")
-        assert spec.input == ("windows" if name in MALIK else "frames")
-        json.dumps(spec.defaults)  # run records store them
+        assert spec.task == (
+            "regression" if name in MALIK + ("mean", "ridge") else "classification"
+        )
+        assert spec.inputs == (("windows",) if spec.task == "regression" else ("frames",))
+        assert spec.sequence == (name in MALIK)
+        json.dumps(spec.default_options())  # run records store them
 
 
 def test_defaults_can_be_passed_back_as_options():
-    for name, spec in MODELS.items():
-        build_model(name, n_features=64, n_outputs=3, n_frames=160, **spec.defaults)
+    for name in NETWORKS:
+        build_model(
+            name, n_features=64, n_outputs=3, n_frames=160, **MODELS[name].default_options()
+        )
 
 
 def test_paper_dropout_per_feature():
-    assert feature_options("malik_crnn", "logmel_500ms") == {"dropout": 0.75}
-    assert feature_options("malik_crnn_nb", "compare_500ms") == {"dropout": 0.25}
-    assert feature_options("velankar_crnn", "logmel") == {}
+    assert models.spec("malik_crnn").options_for_feature("logmel_500ms") == {"dropout": 0.75}
+    assert models.spec("malik_crnn_nb").options_for_feature("compare_500ms") == {"dropout": 0.25}
+    assert models.spec("velankar_crnn").options_for_feature("logmel") == {}
 
 
 def test_sizes_may_be_numpy_integers():
     sizes = {"n_features": np.int64(64), "n_outputs": np.int64(3), "n_frames": np.int64(160)}
-    for name in MODELS:
+    for name in NETWORKS:
         build_model(name, **sizes)
     with pytest.raises(ConfigError, match="n_features"):
         build_model("malik_crnn", n_features=64.5, n_outputs=2)
@@ -358,7 +368,7 @@ def test_unknown_model_names_the_known_ones():
     with pytest.raises(ConfigError, match="known models: malik_crnn"):
         build_model("resnet", n_features=64, n_outputs=2)
     with pytest.raises(ConfigError, match="known models"):
-        feature_options("resnet", "logmel")
+        models.spec("resnet")
 
 
 def test_unknown_option_names_the_allowed_ones():

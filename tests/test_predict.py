@@ -17,13 +17,13 @@ from workflow_utils import jobs_to_run, snakemake
 from merflow import audio
 from merflow.cli import main
 from merflow.config import load_config, predict_job
-from merflow.data import chunk_starts
 from merflow.errors import ConfigError, DatasetError
 from merflow.evaluation import predict as evaluate_part
 from merflow.export import CARD_FILE, MODEL_FILE, WEIGHTS_FILE, export
 from merflow.features.windows import n_windows
 from merflow.io import read_json, read_table
 from merflow.predict import find_audio, load_model
+from merflow.sequences import chunk_starts
 
 
 @pytest.fixture(scope="module")

@@ -12,18 +12,15 @@ import pyarrow as pa
 import pytest
 import torch
 
-from merflow.data import ZScore, chunk_starts, load_frames, load_windowed, make_sequences
+from merflow.data import load_frames, load_windowed
+from merflow.devices import select_device
 from merflow.errors import DatasetError
 from merflow.evaluation import evaluate
 from merflow.io import read_json, read_table, write_table
-from merflow.training import (
-    HISTORY_COLUMNS,
-    Progress,
-    TrainConfig,
-    _advance,
-    select_device,
-    train,
-)
+from merflow.recipes import TrainConfig
+from merflow.run_data import ZScore
+from merflow.sequences import chunk_starts, make_sequences
+from merflow.training import HISTORY_COLUMNS, Progress, _advance, train
 
 N_FEATURES = 6
 FIRST_TARGET = 6  # like DEAM: the first windows of every clip carry no annotation

@@ -10,7 +10,8 @@ from merflow import features
 from merflow.datasets import synth
 from merflow.datasets.index import build_index
 from merflow.io import read_table, write_table
-from merflow.training import TrainConfig, train
+from merflow.recipes import TrainConfig
+from merflow.training import train
 
 LOGMEL = {"n_mels": 32, "n_frames": 192}  # 192 frames = 4.46 s: a 4 s synth clip is one segment
 CLASSES = ["energetic", "sad", "calm"]

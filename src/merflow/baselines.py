@@ -30,14 +30,13 @@ from merflow import runs
 from merflow.data import FrameClips, WindowedClips
 from merflow.errors import ConfigError, DatasetError
 from merflow.io import atomic_path
+from merflow.models import registry
 
 
 class Baseline:
     """Shared plumbing: options, weights as named arrays, saving and loading."""
 
-    name: ClassVar[str]
-    task: ClassVar[str]
-    input: ClassVar[str]
+    name: ClassVar[str]  # its name in the registry (merflow.models.registry), stored with it
     defaults: ClassVar[dict] = {}
 
     def __init__(self, **weights: np.ndarray):
@@ -63,7 +62,7 @@ class Baseline:
 
 
 class MeanBaseline(Baseline):
-    name, task, input = "mean", "regression", "windows"
+    name = "mean"
 
     @classmethod
     def fit(cls, train: WindowedClips, options: dict, seed: int) -> MeanBaseline:
@@ -76,7 +75,7 @@ class MeanBaseline(Baseline):
 
 
 class RidgeBaseline(Baseline):
-    name, task, input = "ridge", "regression", "windows"
+    name = "ridge"
     defaults: ClassVar[dict] = {"alpha": 1.0}
 
     @classmethod
@@ -93,7 +92,7 @@ class RidgeBaseline(Baseline):
 
 
 class MajorityBaseline(Baseline):
-    name, task, input = "majority", "classification", "frames"
+    name = "majority"
 
     @classmethod
     def fit(cls, train: FrameClips, options: dict, seed: int) -> MajorityBaseline:
@@ -106,7 +105,7 @@ class MajorityBaseline(Baseline):
 
 
 class LogisticBaseline(Baseline):
-    name, task, input = "logistic", "classification", "frames"
+    name = "logistic"
     defaults: ClassVar[dict] = {"C": 1.0, "max_iter": 1000}
 
     @classmethod
@@ -168,22 +167,22 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return (exp / exp.sum(1, keepdims=True)).astype(np.float32)
 
 
-BASELINES: dict[str, type[Baseline]] = {
-    cls.name: cls for cls in (MeanBaseline, RidgeBaseline, MajorityBaseline, LogisticBaseline)
-}
-
-
 def fit(name: str, train: WindowedClips | FrameClips, options: dict, *, seed: int) -> Baseline:
     """Fit baseline ``name`` on the (normalized) training part."""
-    if name not in BASELINES:
-        raise ConfigError(f"unknown baseline {name!r}; known: {', '.join(sorted(BASELINES))}")
-    return BASELINES[name].fit(train, dict(options), seed)
+    return _baseline_class(name).fit(train, dict(options), seed)
 
 
 def load(path: str | os.PathLike, fix: str = runs.RETRAIN) -> Baseline:
     """A fitted baseline from its ``baseline.npz``."""
     weights = runs.load_arrays(path, fix)
     try:
-        return BASELINES[str(weights.pop("baseline"))](**weights)
-    except (KeyError, TypeError) as exc:
+        return _baseline_class(str(weights.pop("baseline")))(**weights)
+    except (KeyError, TypeError, ConfigError) as exc:
         raise runs.damaged(Path(path), exc, fix) from None
+
+
+def _baseline_class(name: str) -> type[Baseline]:
+    model = registry.spec(name)
+    if not model.baseline:
+        raise ConfigError(f"{name} is a network, not a baseline: it is trained, not fitted")
+    return model.builder()

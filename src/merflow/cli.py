@@ -131,7 +131,8 @@ def cmd_splits(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from merflow.training import TrainConfig, train
+    from merflow.recipes import TrainConfig
+    from merflow.training import train
 
     config = TrainConfig.from_dict(
         {
@@ -199,8 +200,8 @@ def cmd_report_index(args: argparse.Namespace) -> None:
 def cmd_predict(args: argparse.Namespace) -> None:
     import torch
 
+    from merflow.devices import select_device
     from merflow.predict import load_model, predict_files
-    from merflow.training import select_device
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -9,47 +9,46 @@ runs that the Snakemake rules (and the CLI) iterate over.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
 
+from merflow.datasets import ADAPTERS
 from merflow.errors import ConfigError
+from merflow.features.registry import FEATURES, computed, resolve_params
+from merflow.models.registry import MODELS
 from merflow.runs import NO_SEQ_LEN, Run
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
-
-WINDOWED_FEATURES = ("logmel_500ms", "compare_500ms", "deam_opensmile")
-FRAME_FEATURES = ("logmel",)
-# model -> (task, feature kind)
-MODEL_KINDS = {
-    "malik_crnn": ("regression", "windows"),
-    "malik_crnn_nb": ("regression", "windows"),
-    "mean": ("regression", "windows"),
-    "ridge": ("regression", "windows"),
-    "velankar_crnn": ("classification", "frames"),
-    "velankar_parallel": ("classification", "frames"),
-    "majority": ("classification", "frames"),
-    "logistic": ("classification", "frames"),
-}
-SEQUENCE_MODELS = ("malik_crnn", "malik_crnn_nb")
-BASELINE_MODELS = ("mean", "ridge", "majority", "logistic")
-
-DATASET_HINTS = {
-    "deam": "DEAM (MEMD_audio/ and annotations/) from the MediaEval Emotion in Music site",
-    "folder": "one sub-folder per class holding the audio files (root/<class>/*.mp3)",
-    "manifest": "a CSV with a path and a label column (see `csv`, `path_column`, `label_column`)",
-    "pmemo": "PMEmo (chorus/ audio and annotations/) from the PMEmo release",
-}
+SCHEMA_FILE = "config.schema.yaml"  # package data: it ships with merflow
 
 
 def load_schema() -> dict:
-    with SCHEMA_PATH.open() as fh:
-        return yaml.safe_load(fh)
+    """The config schema, with the names the registries hold filled in: the models, features
+    and adapters an experiment or dataset may name, and the sections of ``features:``."""
+    schema = yaml.safe_load(resources.files("merflow").joinpath(SCHEMA_FILE).read_text())
+    experiment = schema["properties"]["experiments"]["additionalProperties"]["properties"]
+    experiment["models"]["items"] = {"enum": list(MODELS)}
+    experiment["features"]["items"] = {"enum": list(FEATURES)}
+    schema["properties"]["datasets"]["additionalProperties"]["properties"]["adapter"] = {
+        "enum": list(ADAPTERS)
+    }
+    sections = schema["properties"]["features"]["properties"]
+    sections.update({name: {"type": "object"} for name in computed()})
+    return schema
+
+
+def schema_defaults(*path: str) -> dict[str, Any]:
+    """The defaults the schema gives the keys of the object at ``path`` (one source for each)."""
+    node = load_schema()
+    for key in path:
+        node = node["properties"][key] if key != "*" else node["additionalProperties"]
+    return {k: v["default"] for k, v in node["properties"].items() if "default" in v}
 
 
 def load_config(path: str | Path, overrides: dict | None = None) -> dict:
@@ -76,7 +75,26 @@ def validate(config: dict, schema: dict | None = None) -> dict:
     return config
 
 
-def _describe_schema_error(error: jsonschema.ValidationError, n_errors: int) -> str:
+def check_train_settings(values: dict[str, Any]) -> None:
+    """Check a run's settings (``merflow train``'s JSON, or a recorded run) by the schema's rules
+    for an experiment's ``train:`` keys and ``seq_len``: the same rules as the workflow's."""
+    experiment = load_schema()["properties"]["experiments"]["additionalProperties"]
+    rules = experiment["properties"]["train"]["properties"]
+    schema = {
+        "type": "object",
+        "properties": {**rules, "seq_len": {**experiment["properties"]["seq_len"]["items"]}},
+    }
+    settings = {k: v for k, v in values.items() if k in schema["properties"]}
+    if settings.get("seq_len") is None:
+        settings.pop("seq_len", None)  # whole clips
+    errors = list(jsonschema.Draft202012Validator(schema).iter_errors(settings))
+    if errors:
+        raise ConfigError(_describe_schema_error(errors[0], len(errors), "training setting"))
+
+
+def _describe_schema_error(
+    error: jsonschema.ValidationError, n_errors: int, what: str = "config error"
+) -> str:
     key = ".".join(str(p) for p in error.absolute_path) or "(top level)"
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
@@ -102,7 +120,7 @@ def _describe_schema_error(error: jsonschema.ValidationError, n_errors: int) -> 
     else:
         detail = f"'{key}': {error.message}"
     more = f" ({n_errors - 1} more problem(s) after this one)" if n_errors > 1 else ""
-    return f"config error: {detail}{more}"
+    return f"{what}: {detail}{more}"
 
 
 def _safe_name(name: str) -> str:
@@ -118,9 +136,7 @@ def _fill_defaults(config: dict, schema: dict) -> None:
 
 
 def _check_semantics(config: dict) -> None:
-    from merflow.features import FEATURES, resolve_params
-
-    for feature in FEATURES:  # bounds too, before any job runs
+    for feature in computed():  # bounds too, before any job runs
         resolve_params(feature, config.get("features", {}).get(feature, {}))
     datasets = config["datasets"]
     for name, exp in config["experiments"].items():
@@ -131,13 +147,14 @@ def _check_semantics(config: dict) -> None:
             )
         for model, feature in itertools.product(exp["models"], exp["features"]):
             _check_model_feature(name, model, feature)
-        if any(m in SEQUENCE_MODELS for m in exp["models"]) and not exp.get("seq_len"):
+        sequence_models = [m for m in exp["models"] if MODELS[m].sequence]
+        if sequence_models and not exp.get("seq_len"):
             raise ConfigError(
-                f"config error: experiment '{name}' trains {', '.join(SEQUENCE_MODELS)} but sets "
+                f"config error: experiment '{name}' trains {', '.join(sequence_models)} but sets "
                 "no 'seq_len' (a list of sequence lengths in 500 ms windows, e.g. [10, 20, 30, 60])"
             )
         trains_frame_network = any(
-            MODEL_KINDS[m][1] == "frames" and m not in BASELINE_MODELS for m in exp["models"]
+            "frames" in MODELS[m].inputs and not MODELS[m].baseline for m in exp["models"]
         )
         if "logmel" in exp["features"] and trains_frame_network:
             _check_input_frames(config, name)
@@ -149,8 +166,6 @@ def _check_semantics(config: dict) -> None:
 
 def _check_input_frames(config: dict, experiment: str) -> None:
     """A frame model's input must fit in the stored log-mel matrix: say so before any job runs."""
-    from merflow.features import resolve_params
-
     wanted = train_settings(config, experiment).get("input_frames")
     stored = resolve_params("logmel", config.get("features", {}).get("logmel", {}))["n_frames"]
     if wanted and wanted > stored:
@@ -162,13 +177,13 @@ def _check_input_frames(config: dict, experiment: str) -> None:
 
 
 def _check_model_feature(experiment: str, model: str, feature: str) -> None:
-    kind = MODEL_KINDS[model][1]
-    allowed = WINDOWED_FEATURES if kind == "windows" else FRAME_FEATURES
-    if feature not in allowed:
+    kinds = MODELS[model].inputs
+    if FEATURES[feature].kind not in kinds:
+        allowed = [name for name, f in FEATURES.items() if f.kind in kinds]
         raise ConfigError(
             f"config error: experiment '{experiment}' pairs model '{model}' with feature "
-            f"'{feature}'; {model} takes {kind} features: {', '.join(allowed)}. Split the "
-            "experiment in two if you want both kinds."
+            f"'{feature}'; {model} takes {' or '.join(kinds)} features: {', '.join(allowed)}. "
+            "Split the experiment in two if you want both kinds."
         )
 
 
@@ -177,7 +192,7 @@ def check_dataset_root(name: str, spec: dict) -> None:
     if spec["adapter"] == "synth":
         return
     root = spec.get("root")
-    hint = spec.get("download") or DATASET_HINTS.get(spec["adapter"], "the dataset")
+    hint = spec.get("download") or ADAPTERS[spec["adapter"]].download
     # --config merges into the dataset's entry (Snakemake merges nested dicts); the quotes keep
     # the braces and spaces from the shell.
     override = f"--config 'datasets={{{name}: {{root: /path/to/it}}}}'"
@@ -205,11 +220,13 @@ def dataset_spec(config: dict, name: str) -> dict:
 
 
 def split_settings(experiment: dict) -> dict:
-    """The split keys of an experiment with their defaults."""
-    split = {"method": "holdout", "seed": 0, "test_fraction": 1 / 3, "val_fraction": 0.15}
-    split.update({"n_folds": 5, "fixed_test": "evaluation", "stratify": "auto"})
-    split.update(experiment.get("split", {}))
-    return split
+    """The split keys of an experiment with their defaults (the schema's)."""
+    return _split_defaults() | experiment.get("split", {})
+
+
+@functools.cache
+def _split_defaults() -> dict[str, Any]:
+    return schema_defaults("experiments", "*", "split")
 
 
 def experiment_runs(config: dict, name: str, split_ids: list[str]) -> list[Run]:
@@ -217,7 +234,7 @@ def experiment_runs(config: dict, name: str, split_ids: list[str]) -> list[Run]:
     exp = config["experiments"][name]
     found = []
     for feature, model in itertools.product(exp["features"], exp["models"]):
-        lengths = [str(n) for n in exp.get("seq_len", [])] if model in SEQUENCE_MODELS else []
+        lengths = [str(n) for n in exp.get("seq_len", [])] if MODELS[model].sequence else []
         for seq_len, split, seed in itertools.product(
             lengths or [NO_SEQ_LEN], split_ids, _seeds_for(model, exp["seeds"])
         ):
@@ -227,7 +244,7 @@ def experiment_runs(config: dict, name: str, split_ids: list[str]) -> list[Run]:
 
 def _seeds_for(model: str, seeds: list[int]) -> list[int]:
     # Baselines are deterministic fits: one run stands for all seeds.
-    return seeds[:1] if model in BASELINE_MODELS else seeds
+    return seeds[:1] if MODELS[model].baseline else seeds
 
 
 def train_settings(config: dict, experiment: str) -> dict:
@@ -235,7 +252,7 @@ def train_settings(config: dict, experiment: str) -> dict:
     from merflow import recipes
 
     exp = config["experiments"][experiment]
-    tasks = {MODEL_KINDS[m][0] for m in exp["models"]}
+    tasks = {MODELS[m].task for m in exp["models"]}
     task = "regression" if tasks == {"regression"} else "classification"
     return recipes.resolve(exp.get("recipe", "merflow"), task, exp.get("train", {}))
 
@@ -244,12 +261,9 @@ def model_options(config: dict, model: str) -> dict[str, Any]:
     return dict(config.get("model_options", {}).get(model, {}))
 
 
-PREDICT_DEFAULTS = {"format": "csv", "plot": False}
-
-
 def predict_job(config: dict, name: str) -> dict[str, Any]:
     """A ``predict`` entry with its defaults: ``input``, ``model``, ``format``, ``plot``."""
-    return PREDICT_DEFAULTS | config["predict"][name]
+    return schema_defaults("predict", "*") | config["predict"][name]
 
 
 def _check_predict_input(name: str, job: dict) -> None:

@@ -1,4 +1,4 @@
-"""From feature tables to arrays a model can learn from: alignment, z-scoring and chunking.
+"""From feature tables to arrays a model can learn from: the clips of a split part, aligned.
 
 Everything here is numpy: each table is read once with pyarrow (filtered to the clips asked for),
 turned into per-clip arrays, and handed to training or evaluation, which move it to torch.
@@ -9,11 +9,8 @@ turned into per-clip arrays, and handed to training or evaluation, which move it
   :func:`load_windowed` returns the list of such problems beside the data, for the caller to log
   and write to the run's quarantine table.
 * Frame-level features (Velankar) come with the clip's class index from the clips table.
-* z-score statistics are fitted on the training split only (:class:`ZScore`), saved beside the
-  model (``norm.npz``) and applied unchanged to validation and test data.
-* Songs are cut into sequences of ``seq_len`` windows by one plan (:func:`chunk_starts`) that both
-  training and prediction use; :func:`stitch_song_predictions` puts chunk outputs back together so
-  that every window of a song is predicted exactly once.
+
+z-scoring is :mod:`merflow.run_data`; cutting songs into sequences :mod:`merflow.sequences`.
 """
 
 from __future__ import annotations
@@ -22,22 +19,37 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from merflow import runs, tables
+from merflow import tables
 from merflow.errors import DatasetError
-from merflow.io import atomic_path
+
+if TYPE_CHECKING:
+    from merflow.run_data import ZScore
 
 TARGET_NAMES = ("arousal", "valence")
 _KEY_COLUMNS = ("clip_id", "t")
 _MICROSECONDS = 1_000_000
-_MIN_STD = 1e-8  # below this a feature is constant in training: centre it, do not scale it
 
 
 # --- splits ------------------------------------------------------------------------------------
+
+
+def feature_kind(path: str | os.PathLike) -> str:
+    """``windows`` or ``frames``: the kind of a feature table, told by its metadata."""
+    meta = tables.metadata_of(path, tables.FEATURE_KINDS)
+    if "shape" in meta:
+        return "frames"
+    if "window_s" in meta:
+        return "windows"
+    raise DatasetError(
+        f"{path}: a feature table without 'shape' or 'window_s' in its metadata; re-run the "
+        "features stage to rewrite it"
+    )
 
 
 def read_split(path: str | os.PathLike) -> dict[str, list[str]]:
@@ -356,205 +368,10 @@ def _read_labels(clips_path: Path, clip_ids: Sequence[str]) -> tuple[list[str], 
 # --- z-scoring -----------------------------------------------------------------------------------
 
 
-@dataclass
-class ZScore:
-    """Per-feature mean and standard deviation, fitted on training data only.
-
-    ``axis`` is where the features sit: -1 for windows ``(..., F)``, -2 for log-mel matrices
-    ``(..., n_mels, n_frames)`` (one statistic per mel band over all frames).
-    """
-
-    mean: np.ndarray
-    std: np.ndarray
-    axis: int = -1
-
-    @classmethod
-    def fit_windows(cls, clips: WindowedClips) -> ZScore:
-        if not clips.features:
-            raise DatasetError("cannot fit z-score statistics: the training split has no windows")
-        stacked = np.concatenate(clips.features)
-        return cls._from_moments(
-            stacked.mean(0, dtype=np.float64), stacked.std(0, dtype=np.float64)
-        )
-
-    @classmethod
-    def fit_frames(cls, clips: FrameClips) -> ZScore:
-        """Band statistics over the valid (audio, not padding) frames of every training clip."""
-        if not len(clips.clip_ids):
-            raise DatasetError("cannot fit z-score statistics: the training split has no clips")
-        valid = [
-            x[:, : max(int(n), 1)]
-            for x, n in zip(clips.features, clips.n_valid_frames, strict=True)
-        ]
-        total = sum(v.shape[1] for v in valid)
-        mean = sum(v.sum(1, dtype=np.float64) for v in valid) / total
-        var = sum(((v - mean[:, None]) ** 2).sum(1) for v in valid) / total
-        return cls._from_moments(mean, np.sqrt(var), axis=-2)
-
-    @classmethod
-    def _from_moments(cls, mean: np.ndarray, std: np.ndarray, axis: int = -1) -> ZScore:
-        std = np.where(std < _MIN_STD, 1.0, std)
-        return cls(mean.astype(np.float32), std.astype(np.float32), axis)
-
-    def apply(self, x: np.ndarray) -> np.ndarray:
-        shape = (-1,) if self.axis == -1 else (-1, 1)
-        return ((x - self.mean.reshape(shape)) / self.std.reshape(shape)).astype(np.float32)
-
-    def save(self, path: str | os.PathLike, feature_names: Sequence[str] = ()) -> None:
-        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            np.savez(
-                fh,
-                mean=self.mean,
-                std=self.std,
-                axis=np.int64(self.axis),
-                feature_names=np.array(list(feature_names), dtype=str),
-            )
-
-    @classmethod
-    def load(cls, path: str | os.PathLike, fix: str = runs.RETRAIN) -> ZScore:
-        stored = runs.load_arrays(path, fix)
-        try:
-            return cls(stored["mean"], stored["std"], int(stored["axis"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise runs.damaged(Path(path), exc, fix) from None
-
-
 # --- sequences of windows ------------------------------------------------------------------------
-
-
-def chunk_starts(
-    n_windows: int, seq_len: int, hop: int | None = None, offset: int = 0
-) -> list[int]:
-    """Start indices of the ``seq_len``-window chunks of a song of ``n_windows`` windows.
-
-    Chunks start at ``offset, offset + hop, …`` (``hop`` defaults to ``seq_len``: non-overlapping);
-    when they stop short of the end, one more chunk is aligned to the song's end so that the last
-    windows are covered too (it overlaps its predecessor). A song shorter than ``seq_len`` is a
-    single, shorter chunk starting at 0.
-    """
-    hop = hop or seq_len
-    if n_windows <= seq_len:
-        return [0]
-    starts = list(range(min(offset, n_windows - seq_len), n_windows - seq_len + 1, hop))
-    if starts[-1] + seq_len < n_windows:
-        starts.append(n_windows - seq_len)
-    return starts
-
-
-def make_sequences(
-    features: Sequence[np.ndarray],
-    targets: Sequence[np.ndarray],
-    seq_len: int | None,
-    *,
-    hop: int | None = None,
-    rng: np.random.Generator | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Cut songs into training sequences: ``x (N, L, F)``, ``y (N, L, 2)``, ``mask (N, L)``.
-
-    ``seq_len=None`` keeps whole songs. With ``rng``, each song's chunk grid starts at a random
-    offset in ``[0, hop)`` so that successive epochs see different chunk boundaries. Songs shorter
-    than ``L`` are zero-padded and the padding is masked out of the loss.
-    """
-    length = seq_len or max(len(x) for x in features)
-    hop = hop or length
-    pieces = []
-    for x, y in zip(features, targets, strict=True):
-        offset = int(rng.integers(hop)) if rng is not None else 0
-        pieces += [
-            (x[s : s + length], y[s : s + length])
-            for s in chunk_starts(len(x), length, hop, offset)
-        ]
-    n_features, n_targets = features[0].shape[1], targets[0].shape[1]
-    xs = np.zeros((len(pieces), length, n_features), dtype=np.float32)
-    ys = np.zeros((len(pieces), length, n_targets), dtype=np.float32)
-    mask = np.zeros((len(pieces), length), dtype=bool)
-    for i, (x, y) in enumerate(pieces):
-        xs[i, : len(x)], ys[i, : len(y)], mask[i, : len(x)] = x, y, True
-    return xs, ys, mask
-
-
-def stitch_song_predictions(
-    n_windows: int, starts: Sequence[int], chunk_outputs: Sequence[np.ndarray]
-) -> np.ndarray:
-    """Join the outputs of a song's chunks into one ``(n_windows, D)`` array.
-
-    Each window takes its value from the first chunk that covers it; the end-aligned last chunk
-    (see :func:`chunk_starts`) thus contributes only the windows its predecessor did not reach.
-    """
-    out = np.full((n_windows, chunk_outputs[0].shape[-1]), np.nan, dtype=np.float32)
-    covered = 0
-    for start, values in zip(starts, chunk_outputs, strict=True):
-        stop = start + len(values)
-        if stop > covered:
-            out[max(start, covered) : stop] = values[max(start, covered) - start :]
-            covered = stop
-    if covered < n_windows or np.isnan(out).any():
-        raise ValueError(f"chunks cover {covered} of {n_windows} windows; the chunk plan is wrong")
-    return out
 
 
 # --- crops of frame-level matrices ---------------------------------------------------------------
 
 
-def crop_start(
-    n_valid: int, n_total: int, length: int, rng: np.random.Generator | None = None
-) -> int:
-    """Start of a ``length``-frame crop of a clip with ``n_valid`` audio frames in ``n_total``.
-
-    Without ``rng``: the centre of the valid frames (the paper recipe: stored at 640 frames with
-    ``crop: center`` this is the whole matrix, stored longer it is the same middle ~15 s). With
-    ``rng``: uniform over every crop that lies within the valid frames. A clip shorter than
-    ``length`` starts at 0 and keeps its stored padding.
-    """
-    if length > n_total:
-        raise DatasetError(
-            f"crops of {length} frames asked from a feature table of {n_total} frames; extract "
-            f"logmel with n_frames >= {length} or lower the training setting input_frames"
-        )
-    spare = max(int(n_valid) - length, 0)
-    start = spare // 2 if rng is None else int(rng.integers(0, spare + 1))
-    return min(start, n_total - length)
-
-
-def crop_frames(
-    features: np.ndarray,
-    n_valid_frames: np.ndarray,
-    length: int,
-    rng: np.random.Generator | None = None,
-) -> np.ndarray:
-    """One ``length``-frame crop of each clip of ``features (N, n_mels, T)``: ``(N, n_mels, L)``."""
-    n_total = features.shape[2]
-    if length == n_total:
-        return features
-    starts = [crop_start(n, n_total, length, rng) for n in n_valid_frames]
-    return np.stack([x[:, s : s + length] for x, s in zip(features, starts, strict=True)])
-
-
-def eval_crop_starts(n_valid: int, n_total: int, length: int, hop: int | None) -> list[int]:
-    """Starts of the crops a clip is predicted from: every ``hop`` frames over its valid frames
-    (the last one aligned to their end, as :func:`chunk_starts`), or the centre crop alone when
-    ``hop`` is None."""
-    if hop is None:
-        return [crop_start(n_valid, n_total, length)]
-    crop_start(n_valid, n_total, length)  # the same check of the table's width
-    return chunk_starts(max(int(n_valid), length), length, hop)
-
-
 # --- smoothing over time -------------------------------------------------------------------------
-
-
-def moving_average(values: np.ndarray, width: int) -> np.ndarray:
-    """Centred moving average over axis 0 of ``(T, D)`` values; near the ends the window is cut
-    to the values that exist (no padding). ``width`` <= 1 returns the values unchanged."""
-    if width <= 1 or len(values) < 2:
-        return values
-    before = (width - 1) // 2
-    after = width - 1 - before
-    cumulative = np.concatenate(
-        [np.zeros((1, values.shape[1])), np.cumsum(values, axis=0, dtype=np.float64)]
-    )
-    index = np.arange(len(values))
-    low = np.clip(index - before, 0, len(values))
-    high = np.clip(index + after + 1, 0, len(values))
-    sums = cumulative[high] - cumulative[low]
-    return (sums / (high - low)[:, None]).astype(values.dtype)

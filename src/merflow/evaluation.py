@@ -41,17 +41,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from merflow.data import TARGET_NAMES, FrameClips, WindowedClips, ZScore, read_split
+from merflow import models
+from merflow.data import TARGET_NAMES, FrameClips, WindowedClips, read_split
+from merflow.devices import select_device
 from merflow.errors import ConfigError, DatasetError
+from merflow.inference import load_predictor
 from merflow.io import write_json, write_table
+from merflow.recipes import TrainConfig
+from merflow.run_data import ZScore, load_part
 from merflow.runs import NORM_FILE, metrics_file, predictions_file, read_record
-from merflow.training import (
-    TrainConfig,
-    load_part,
-    load_predictor,
-    model_kind,
-    select_device,
-)
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +73,13 @@ def predict(
     """
     run_dir = Path(run_dir)
     config = _run_config(run_dir, features_path, clips_path, split_path, targets_path)
-    kind = model_kind(config.model)
     parts = read_split(config.split_path)
     if part not in parts:
         raise ConfigError(f"unknown split part {part!r}; choose one of {', '.join(parts)}")
     clip_ids = parts[part]
     if not clip_ids:
         raise DatasetError(f"{config.split_path}: the split has no '{part}' clips to evaluate")
-    data, problems = load_part(kind, config, clip_ids)
+    data, problems = load_part(config, clip_ids)
     data = data.normalized(ZScore.load(run_dir / NORM_FILE))
     predictor = load_predictor(run_dir, select_device(use_gpu))
     if isinstance(data, WindowedClips):
@@ -245,7 +242,7 @@ def evaluate(
     for p in problems:
         log.warning("clip %s left out of evaluation: %s", p["clip_id"], p["reason"])
     record = read_record(run_dir)
-    kind = model_kind(record["config"]["model"])
+    kind = models.spec(record["config"]["model"])
     if kind.task == "regression":
         metrics = regression_metrics(table)
     else:

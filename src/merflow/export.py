@@ -23,10 +23,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from merflow.data import TARGET_NAMES, ZScore, read_split
+from merflow import models
+from merflow.data import TARGET_NAMES, read_split
 from merflow.errors import DatasetError
+from merflow.inference import PREDICTION_BATCH_FACTOR
 from merflow.io import atomic_dir, read_json, write_json
 from merflow.provenance import package_versions
+from merflow.recipes import TrainConfig
+from merflow.run_data import ZScore
 from merflow.runs import (
     BASELINE_FILE,
     BEST_FILE,
@@ -37,7 +41,6 @@ from merflow.runs import (
     read_record,
 )
 from merflow.tables import metadata_of
-from merflow.training import PREDICTION_BATCH_FACTOR, TrainConfig, model_kind
 
 MODEL_FILE = "model.json"
 WEIGHTS_FILE = "weights.safetensors"
@@ -59,7 +62,7 @@ def run_spec(run_dir: str | os.PathLike) -> dict[str, Any]:
     run_dir = Path(run_dir)
     record = read_record(run_dir)
     config = TrainConfig.from_dict(record["config"])
-    kind = model_kind(config.model)
+    kind = models.spec(config.model)
     features = recorded_path(config.features_path, run_dir, "feature table")
     feature_meta = metadata_of(features, ("windows", "frames"))
     if "params" not in feature_meta:
@@ -75,7 +78,7 @@ def run_spec(run_dir: str | os.PathLike) -> dict[str, Any]:
         "format_version": FORMAT_VERSION,
         "model": config.model,
         "task": kind.task,
-        "baseline": kind.is_baseline,
+        "baseline": kind.baseline,
         "feature": record.get("resolved", {}).get("feature") or feature_meta.get("feature"),
         "feature_params": feature_meta["params"],
         "feature_columns": feature_meta.get("columns"),

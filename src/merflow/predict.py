@@ -44,17 +44,18 @@ import pandas as pd
 import torch
 
 from merflow import audio, baselines, models
-from merflow.data import ZScore, chunk_starts
 from merflow.errors import AudioError, ConfigError, DatasetError
 from merflow.export import FORMAT, MODEL_FILE, WEIGHTS_FILE, run_spec
 from merflow.features.clip import DecodedClip
-from merflow.features.registry import FEATURES, columns, resolve_params
+from merflow.features.registry import FEATURES, columns, computed, resolve_params
 from merflow.features.windows import window_end_times
+from merflow.inference import NetworkPredictor, load_predictor
 from merflow.io import atomic_path, read_json, write_json, write_table
 from merflow.mp3 import check_mp3
 from merflow.provenance import package_versions
+from merflow.run_data import ZScore
 from merflow.runs import BASELINE_FILE, NORM_FILE, RETRAIN, RUN_FILE, RunFileError, damaged
-from merflow.training import NetworkPredictor, load_predictor
+from merflow.sequences import chunk_starts
 
 log = logging.getLogger(__name__)
 
@@ -214,10 +215,10 @@ def _exported_predictor(path: Path, spec: dict, device: torch.device):
 
 def _feature_params(path: Path, spec: dict) -> dict:
     feature = spec["feature"]
-    if feature not in FEATURES:
+    if feature not in FEATURES or not FEATURES[feature].computed:
         raise ConfigError(
             f"{path}: the model reads feature '{feature}', which merflow cannot compute from "
-            f"audio (it computes {', '.join(FEATURES)}): it was trained on features that came "
+            f"audio (it computes {', '.join(computed())}): it was trained on features that came "
             "with the dataset. Train on one of those features to tag new audio"
         )
     return resolve_params(feature, spec["feature_params"])

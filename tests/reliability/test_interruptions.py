@@ -55,6 +55,9 @@ def interrupted(tmp_path_factory) -> dict:
     state = {"workdir": workdir, "shard_after_kill": shard.exists()}
     state["first_output"] = (workdir / "first.out").read_text()
     state["debris_after_kill"] = sorted(p.name for p in shard.parent.glob(".*"))
+    # What a writer killed between creating and renaming its temporary file leaves (the kill
+    # above may come before any write): the job that owns the file must clear it.
+    (shard.parent / f".{shard.name}.killedwriter.part").write_bytes(b"PAR1 half a table")
 
     run_dir = results / MALIK_RUN
 
@@ -69,6 +72,7 @@ def interrupted(tmp_path_factory) -> dict:
     state["epochs_at_kill"] = torch.load(run_dir / "last.pt", weights_only=True)["progress"][
         "epoch"
     ]
+    (run_dir / ".best.pt.killedwriter.part").write_bytes(b"half a checkpoint")
 
     run = start_snakemake(workdir, TINY, "--rerun-incomplete", output="third.out")
     kill_job_when(run, "evaluate", "malik_crnn_nb", lambda pids: True, whole_workflow=True)

@@ -21,11 +21,12 @@ from _fixtures_labels import path_outside_root, song_id_leading_outside_root, wr
 from workflow_utils import run_snakemake
 
 from merflow import baselines
-from merflow.data import ZScore
 from merflow.datasets.index import build_index
 from merflow.errors import MerflowError
+from merflow.inference import load_predictor
 from merflow.io import read_table, write_json
-from merflow.training import _resume, load_predictor
+from merflow.run_data import ZScore
+from merflow.training import _resume
 
 
 class Payload:

@@ -7,10 +7,12 @@ import os
 from snakemake.exceptions import WorkflowError
 
 from merflow import config as mfconfig
-from merflow import features as mffeatures
+from merflow import runs as mfruns
 from merflow import splits as mfsplits
 from merflow.audio import SUPPORTED_SUFFIXES
 from merflow.errors import ConfigError
+from merflow.features import registry as features
+from merflow.models import registry as models
 
 try:
     mfconfig.validate(config)
@@ -20,20 +22,21 @@ except ConfigError as exc:
 R = config["results_dir"]
 N_SHARDS = config["features"]["shards"]
 ENV = "../../envs/merflow.yaml"
-EXTRACTED_FEATURES = "|".join(mffeatures.FEATURES)
-BASELINE_MODELS = mfconfig.BASELINE_MODELS
-NEURAL_MODELS = tuple(m for m in mfconfig.MODEL_KINDS if m not in BASELINE_MODELS)
+COMPUTED_FEATURES = "|".join(features.computed())
+NETWORKS = "|".join(models.names(baseline=False))
+BASELINES = "|".join(models.names(baseline=True))
+RUN = f"{R}/{mfruns.RUN_PATTERN}"
 
 
 wildcard_constraints:
     dataset=r"[A-Za-z0-9_\-]+",
     experiment=r"[A-Za-z0-9_\-]+",
-    feature="|".join([*mffeatures.FEATURES, "deam_opensmile"]),
+    feature="|".join(features.FEATURES),
     shard=r"\d+",
     seed=r"\d+",
     split=r"[A-Za-z0-9_\-]+",
-    seq_len=rf"\d+|{mfconfig.NO_SEQ_LEN}",
-    model="|".join(mfconfig.MODEL_KINDS),
+    seq_len=rf"\d+|{mfruns.NO_SEQ_LEN}",
+    model="|".join(models.MODELS),
 
 
 def as_json(obj):
@@ -79,7 +82,7 @@ def shard_lists():
 def feature_params_json(wildcards):
     """Resolved with defaults, so a changed default re-runs the feature like a changed key."""
     overrides = config["features"].get(wildcards.feature, {})
-    return as_json(mffeatures.resolve_params(wildcards.feature, overrides))
+    return as_json(features.resolve_params(wildcards.feature, overrides))
 
 
 def indexed_shard(wildcards):
@@ -179,7 +182,7 @@ def experiment_metrics(wildcards):
     runs = mfconfig.experiment_runs(
         config, wildcards.experiment, experiment_split_ids(wildcards.experiment)
     )
-    return [f"{R}/{run.path}/metrics.json" for run in runs]
+    return [f"{R}/{run.path}/{mfruns.metrics_file()}" for run in runs]
 
 
 def experiment_quarantine(wildcards):

@@ -14,7 +14,7 @@ rule extract_features:
     benchmark:
         f"{R}/benchmarks/features/{{dataset}}/{{feature}}/shard-{{shard}}.tsv"
     wildcard_constraints:
-        feature=EXTRACTED_FEATURES,
+        feature=COMPUTED_FEATURES,
     conda:
         ENV
     threads: 1
@@ -40,7 +40,7 @@ rule merge_features:
     log:
         f"{R}/logs/features/{{dataset}}/{{feature}}/merge.log",
     wildcard_constraints:
-        feature=EXTRACTED_FEATURES,
+        feature=COMPUTED_FEATURES,
     conda:
         ENV
     shell:

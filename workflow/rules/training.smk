@@ -2,21 +2,21 @@
 # Neural models ask for a GPU (`--resources gpu=1` serializes them on a workstation; Slurm gets
 # `--gpus=1`); with gpu=0 the same job runs on the CPU. Baselines are CPU fits.
 
-RUN = f"{R}/{{dataset}}/{{experiment}}/runs/{{feature}}/{{model}}/len{{seq_len}}/{{split}}/seed{{seed}}"
+# RUN (common.smk) is merflow.runs.RUN_PATTERN under the results folder; the file names too.
 
 
 rule train:
     input:
         unpack(run_inputs),
     output:
-        history=f"{RUN}/history.csv",
-        run=f"{RUN}/run.json",
+        history=f"{RUN}/{mfruns.HISTORY_FILE}",
+        run=f"{RUN}/{mfruns.RUN_FILE}",
     log:
-        f"{RUN}/train.log",
+        f"{RUN}/{mfruns.TRAIN_LOG}",
     benchmark:
-        f"{RUN}/train.benchmark.tsv"
+        f"{RUN}/{mfruns.TRAIN_BENCHMARK}"
     wildcard_constraints:
-        model="|".join(NEURAL_MODELS),
+        model=NETWORKS,
     conda:
         ENV
     threads: 2
@@ -39,12 +39,12 @@ rule fit_baseline:
     input:
         unpack(run_inputs),
     output:
-        history=f"{RUN}/history.csv",
-        run=f"{RUN}/run.json",
+        history=f"{RUN}/{mfruns.HISTORY_FILE}",
+        run=f"{RUN}/{mfruns.RUN_FILE}",
     log:
-        f"{RUN}/train.log",
+        f"{RUN}/{mfruns.TRAIN_LOG}",
     wildcard_constraints:
-        model="|".join(BASELINE_MODELS),
+        model=BASELINES,
     conda:
         ENV
     threads: 1
@@ -60,13 +60,13 @@ rule fit_baseline:
 rule evaluate:
     input:
         unpack(run_inputs),
-        run=f"{RUN}/run.json",
+        run=f"{RUN}/{mfruns.RUN_FILE}",
     output:
-        predictions=f"{RUN}/predictions.parquet",
-        metrics=f"{RUN}/metrics.json",
-        train_metrics=f"{RUN}/metrics_train.json",
+        predictions=f"{RUN}/{mfruns.predictions_file()}",
+        metrics=f"{RUN}/{mfruns.metrics_file()}",
+        train_metrics=f"{RUN}/{mfruns.metrics_file('train')}",
     log:
-        f"{RUN}/evaluate.log",
+        f"{RUN}/{mfruns.EVALUATE_LOG}",
     conda:
         ENV
     threads: 1

@@ -121,14 +121,12 @@ def read_dataset(spec: dict) -> RawIndex:
         )
     if adapter != "synth":  # the synthetic dataset explains its own absence (run `merflow synth`)
         _check_root(spec)
-    return importlib.import_module(ADAPTERS[adapter]).read(spec)
+    return importlib.import_module(ADAPTERS[adapter].module).read(spec)
 
 
 def _check_root(spec: dict) -> None:
-    from merflow.config import DATASET_HINTS
-
     root = spec.get("root")
-    hint = DATASET_HINTS.get(spec["adapter"], "the dataset")
+    hint = ADAPTERS[spec["adapter"]].download
     if root is None or not Path(root).is_dir():
         raise DatasetError(
             f"dataset '{spec['name']}': root {root} is not a folder. Download {hint}, unpack "

@@ -20,6 +20,7 @@ from merflow.features.registry import (
     FeatureSpec,
     columns,
     compute_clip,
+    computed,
     default_params,
     resolve_params,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "columns",
     "compute_all",
     "compute_clip",
+    "computed",
     "default_params",
     "extract_features",
     "extract_shard",

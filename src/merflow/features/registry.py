@@ -1,8 +1,10 @@
 """The feature registry: one :class:`FeatureSpec` per feature name, and the functions over it.
 
-A new feature is one module with a compute function, its column names and a parameter check,
-plus one entry in :data:`FEATURES`. Importing this module is cheap (no librosa, no openSMILE):
-the Snakefile resolves parameters through it at parse time.
+:data:`FEATURES` is the only list of features: the config schema's enum and ``features:``
+section, the config checks (which model takes which kind), the workflow's rules and the report
+labels derive from it. A new feature is one module with a compute function, its column names and
+a parameter check, plus one entry below. Importing this module is cheap (no librosa, no
+openSMILE): the Snakefile resolves parameters through it at parse time.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -29,16 +31,27 @@ class FeatureSpec:
     ``kind`` is ``"windows"`` (one row per clip and 500 ms window; ``compute`` returns
     ``(n_windows, n_columns)``) or ``"frames"`` (one fixed-size matrix per clip; ``compute``
     returns ``(n_rows, n_frames)`` and ``valid_frames`` counts the frames taken from audio).
+    A feature without ``compute`` comes with a dataset (``provided_by``: its adapter) instead of
+    being computed from audio. ``label`` names it in reports; ``malik_table`` is the part of
+    Malik et al.'s Table 1 it belongs to ("a": the 260 baseline features, "b": log-mel bands).
     """
 
     name: str
     kind: Literal["windows", "frames"]
-    defaults: Mapping[str, Any]
-    compute: Callable[[DecodedClip, Params], np.ndarray]
-    columns: Callable[[Params], list[str]]
-    check: Callable[[Params], None]
+    label: str
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    compute: Callable[[DecodedClip, Params], np.ndarray] | None = None
+    columns: Callable[[Params], list[str]] = lambda params: []
+    check: Callable[[Params], None] = lambda params: None
     valid_frames: Callable[[int, Params], int] | None = None
     description: str = ""
+    provided_by: str | None = None
+    malik_table: str | None = None
+
+    @property
+    def computed(self) -> bool:
+        """Computed from audio by the feature stage (not provided by a dataset)."""
+        return self.compute is not None
 
 
 FEATURES: dict[str, FeatureSpec] = {
@@ -47,6 +60,7 @@ FEATURES: dict[str, FeatureSpec] = {
         FeatureSpec(
             name="logmel",
             kind="frames",
+            label="log-mel spectrogram",
             defaults=logmel.LOGMEL_DEFAULTS,
             compute=logmel.compute_logmel,
             columns=logmel.band_names,
@@ -57,6 +71,8 @@ FEATURES: dict[str, FeatureSpec] = {
         FeatureSpec(
             name="logmel_500ms",
             kind="windows",
+            label="log mel-band energy",
+            malik_table="b",
             defaults=logmel.LOGMEL_500MS_DEFAULTS,
             compute=logmel.compute_logmel_500ms,
             columns=logmel.logmel_500ms_columns,
@@ -66,24 +82,46 @@ FEATURES: dict[str, FeatureSpec] = {
         FeatureSpec(
             name="compare_500ms",
             kind="windows",
+            label="260 baseline features",
+            malik_table="a",
             defaults=compare.COMPARE_DEFAULTS,
             compute=compare.compute_compare_500ms,
             columns=compare.compare_500ms_columns,
             check=compare.check_compare_500ms,
             description="ComParE 2016 LLDs + deltas, mean and std per 500 ms (MediaEval baseline)",
         ),
+        FeatureSpec(
+            name="deam_opensmile",
+            kind="windows",
+            label="260 baseline features",
+            malik_table="a",
+            provided_by="deam",
+            description="DEAM's own openSMILE features per 500 ms (features/<song_id>.csv)",
+        ),
     )
 }
 
 
+def computed() -> list[str]:
+    """The features the feature stage computes from audio."""
+    return [name for name, feature in FEATURES.items() if feature.computed]
+
+
+def label(name: str) -> str:
+    """How reports name a feature: ``log mel-band energy [logmel_500ms]``."""
+    return f"{FEATURES[name].label} [{name}]" if name in FEATURES else name
+
+
 def spec(name: str) -> FeatureSpec:
-    """The spec of feature ``name``; a :class:`ConfigError` listing the known ones otherwise."""
-    try:
-        return FEATURES[name]
-    except KeyError:
+    """The spec of feature ``name``, which merflow computes from audio; a :class:`ConfigError`
+    listing those otherwise."""
+    feature = FEATURES.get(name)
+    if feature is None or not feature.computed:
+        provided = f" ('{name}' comes with the dataset)" if feature else ""
         raise ConfigError(
-            f"unknown feature '{name}'; merflow computes: {', '.join(FEATURES)}"
-        ) from None
+            f"unknown feature '{name}'{provided}; merflow computes: {', '.join(computed())}"
+        )
+    return feature
 
 
 def default_params(name: str) -> Params:

@@ -21,7 +21,7 @@ Decisions where the paper is silent (each is a keyword option; defaults in ``DEF
 
 * ``maxout_pieces=4``: the number of linear pieces per maxout unit is not given; 4 is the default
   of Keras 1's ``MaxoutDense``, the layer the authors' Keras/Theano code would have used.
-* Dropout ``dropout`` (0.25; the paper uses 0.75 on log-mel bands, see :data:`DROPOUT_BY_FEATURE`)
+* Dropout ``dropout`` (0.25; the paper uses 0.75 on log-mel bands, see :data:`FEATURE_OPTIONS`)
   is applied to the CNN's feature map and to the GRU's input (one mask per sequence, Keras'
   recurrent-layer ``dropout``), the "dropout for the CNN and RNN layers" of Section 2. Keras'
   recurrent dropout on the hidden state has no counterpart in PyTorch's fused GRU and is left out.
@@ -76,7 +76,7 @@ DEFAULTS: dict = {
     "dense_units": 8,  # time-distributed FC
     "gru_units": 8,  # per direction; forward and backward are concatenated
     "maxout_pieces": 4,  # Keras 1 MaxoutDense default; not given in the paper
-    "dropout": 0.25,  # baseline features; 0.75 on log-mel (DROPOUT_BY_FEATURE)
+    "dropout": 0.25,  # baseline features; 0.75 on log-mel (FEATURE_OPTIONS)
     "l1": 0.1,  # ElasticNet on CNN weights and activity
     "l2": 0.001,
     "activity_reduction": "mean",  # "mean" over activations | "sum" (Keras 1)
@@ -85,10 +85,10 @@ DEFAULTS: dict = {
 
 # Section 3.5: the log-mel network keeps "the exact configuration ... with only the dropout changed
 # to 0.75". Training merges this under the user's model_options for the feature it trains on.
-DROPOUT_BY_FEATURE: dict[str, float] = {
-    "compare_500ms": 0.25,
-    "deam_opensmile": 0.25,
-    "logmel_500ms": 0.75,
+FEATURE_OPTIONS: dict[str, dict[str, float]] = {
+    "compare_500ms": {"dropout": 0.25},
+    "deam_opensmile": {"dropout": 0.25},
+    "logmel_500ms": {"dropout": 0.75},
 }
 
 

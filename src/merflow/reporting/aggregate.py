@@ -16,13 +16,15 @@ from typing import Any
 
 from merflow.errors import DatasetError
 from merflow.io import atomic_dir
+from merflow.models.registry import label as model_label
 from merflow.reporting import figures
-from merflow.reporting.context import ReportContext, model_label
+from merflow.reporting.context import ReportContext
 from merflow.reporting.index import read_quarantine, run_exclusions, write_experiment_index
 from merflow.reporting.malik import build_malik_report
 from merflow.reporting.render import write_text
 from merflow.reporting.runs import RunResult, group_runs, load_runs, summary_frame
 from merflow.reporting.velankar import build_velankar_report
+from merflow.runs import NO_SEQ_LEN
 
 SECTION_CURVES = "Learning curves"
 SECTION_DATA = "Data"
@@ -99,9 +101,9 @@ def learning_curve_figures(ctx: ReportContext, runs: Sequence[RunResult]) -> Non
         histories = [r.history for r in group if r.history is not None and not r.is_baseline]
         if not histories:
             continue
-        length = "" if seq_len == "full" else f"_len{seq_len}"
+        length = "" if seq_len == NO_SEQ_LEN else f"_len{seq_len}"
         path = ctx.out_dir / f"{model}_{feature}{length}_curves.png"
-        where = f"seq_len {seq_len}, " if seq_len != "full" else ""
+        where = f"seq_len {seq_len}, " if seq_len != NO_SEQ_LEN else ""
         task = group[0].task
         figures.learning_curves(
             histories,

@@ -14,33 +14,7 @@ from typing import Any
 from merflow.reporting.published import is_malik_dataset, is_velankar_dataset
 from merflow.reporting.render import Table, write_table_files
 
-BASELINE_FEATURES = ("compare_500ms", "deam_opensmile")  # Malik's "260 baseline features"
-FEATURE_LABELS = {
-    "compare_500ms": "260 baseline features",  # ComParE 2016 LLDs + deltas, mean/std per 500 ms
-    "deam_opensmile": "260 baseline features",  # DEAM's own openSMILE features per 500 ms
-    "logmel_500ms": "log mel-band energy",
-    "logmel": "log-mel spectrogram",
-}
-MODEL_LABELS = {
-    "malik_crnn": "CRNN",
-    "malik_crnn_nb": "CRNN_NB",
-    "mean": "training mean (baseline)",
-    "ridge": "ridge regression (MediaEval linear baseline)",
-    "velankar_crnn": "CRNN",
-    "velankar_parallel": "Parallel CNN-RNN",
-    "majority": "majority class (baseline)",
-    "logistic": "logistic regression on log-mel mean/std (baseline)",
-}
 OURS = "merflow"
-
-
-def feature_label(feature: str) -> str:
-    return f"{FEATURE_LABELS.get(feature, feature)} [{feature}]"
-
-
-def model_label(model: str) -> str:
-    label = MODEL_LABELS.get(model)
-    return f"{label} [{model}]" if label else model
 
 
 @dataclass(frozen=True)

@@ -14,14 +14,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from merflow.features.registry import FEATURES
+from merflow.features.registry import label as feature_label
+from merflow.models import registry
+from merflow.models.registry import label as model_label
 from merflow.reporting import figures
 from merflow.reporting.context import (
-    BASELINE_FEATURES,
-    FEATURE_LABELS,
     OURS,
     ReportContext,
-    feature_label,
-    model_label,
 )
 from merflow.reporting.published import (
     MALIK_CITATION,
@@ -42,9 +42,7 @@ from merflow.reporting.runs import (
 
 SECTION_TABLES = "Malik et al. 2017: tables"
 SECTION_FIGURES = "Beyond the paper: predictions of the best network run"
-BRANCHED, UNBRANCHED = "malik_crnn", "malik_crnn_nb"
-TABLE2_ORDER = (UNBRANCHED, BRANCHED)  # networks first, in the paper's order
-REGRESSION_BASELINES = ("mean", "ridge")
+BRANCHED = "malik_crnn"  # Table 1 reports the branched CRNN by sequence length
 N_EXAMPLE_SONGS = 3
 
 
@@ -76,9 +74,8 @@ def build_malik_report(ctx: ReportContext, runs: Sequence[RunResult]) -> None:
 
 
 def table1_letter(feature: str) -> str | None:
-    if feature in BASELINE_FEATURES:
-        return "a"
-    return "b" if feature == "logmel_500ms" else None
+    """The part of Malik et al.'s Table 1 a feature belongs to (the feature registry says)."""
+    return FEATURES[feature].malik_table if feature in FEATURES else None
 
 
 def _rmse_row(prefix: str, runs: Sequence[RunResult], part: str) -> dict[str, Any]:
@@ -164,13 +161,7 @@ def table1(ctx: ReportContext, feature: str, runs: Sequence[RunResult]) -> Table
 
 def _table2_sort_key(key: tuple[str, str, str]) -> tuple:
     _, model, seq_len = key
-    if model in TABLE2_ORDER:
-        rank = TABLE2_ORDER.index(model)
-    elif model in REGRESSION_BASELINES:
-        rank = len(TABLE2_ORDER) + 1 + REGRESSION_BASELINES.index(model)
-    else:
-        rank = len(TABLE2_ORDER)  # another network: after the paper's, before the baselines
-    return (rank, model, seq_len_order(seq_len))
+    return (registry.rank(model), model, seq_len_order(seq_len))
 
 
 def _parameters(runs: Sequence[RunResult]) -> float | None:
@@ -180,7 +171,7 @@ def _parameters(runs: Sequence[RunResult]) -> float | None:
 
 def table2(ctx: ReportContext, feature: str, runs: Sequence[RunResult]) -> Table:
     """Methods compared on the evaluation part: the paper's rows (on its data), then ours."""
-    show_published = ctx.is_malik_data and feature in BASELINE_FEATURES
+    show_published = ctx.is_malik_data and table1_letter(feature) == "a"
     rows: list[dict[str, Any]] = []
     if show_published:
         for method in MALIK_TABLE2:
@@ -399,6 +390,6 @@ def prediction_figures(ctx: ReportContext, best: RunResult) -> None:
         SECTION_FIGURES,
         "Valence–arousal scatter of song means",
         f"Each test song's mean annotation (dot) and mean prediction (cross), joined; same run "
-        f"({FEATURE_LABELS.get(best.feature, best.feature)}).",
+        f"({FEATURES[best.feature].label if best.feature in FEATURES else best.feature}).",
         scatter,
     )

@@ -17,9 +17,8 @@ left out and ``n`` counts the values kept.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -29,25 +28,25 @@ import pandas as pd
 
 from merflow.errors import DatasetError
 from merflow.io import read_table
-from merflow.runs import read_json_file
+from merflow.models.registry import MODELS
+from merflow.runs import (
+    HISTORY_FILE,
+    NO_SEQ_LEN,
+    QUARANTINE_FILE,
+    RUN_FILE,
+    Run,
+    RunFileError,
+    metrics_file,
+    predictions_file,
+    read_json_file,
+)
 from merflow.tables import read_frame
 
-METRICS_FILE = "metrics.json"
-METRICS_TRAIN_FILE = "metrics_train.json"
-RUN_FILE = "run.json"
-HISTORY_FILE = "history.csv"
-PREDICTIONS_FILE = "predictions.parquet"
-RUN_QUARANTINE_FILE = "quarantine.parquet"
-
-FULL_SEQUENCE = "full"  # the seq_len of models that see whole clips
-BASELINES = ("mean", "ridge", "majority", "logistic")
+METRICS_FILE = metrics_file()
 DIMENSIONS = ("valence", "arousal", "average")  # Malik et al.'s column order
 STD_DDOF = 0
 
 REEVALUATE = "evaluate the run again (snakemake --forcerun <its metrics.json>, or merflow evaluate)"
-_RUN_PATH = re.compile(
-    r"runs/(?P<feature>[^/]+)/(?P<model>[^/]+)/len(?P<seq_len>[^/]+)/(?P<split>[^/]+)/seed(?P<seed>\d+)$"
-)
 
 
 @dataclass(frozen=True)
@@ -90,7 +89,7 @@ class RunResult:
 
     @property
     def is_baseline(self) -> bool:
-        return self.model in BASELINES
+        return self.model in MODELS and MODELS[self.model].baseline
 
     @property
     def n_parameters(self) -> int | None:
@@ -111,13 +110,13 @@ class RunResult:
         return pd.read_csv(path) if path.is_file() else None
 
     def predictions(self) -> pd.DataFrame:
-        path = self.run_dir / PREDICTIONS_FILE
+        path = self.run_dir / predictions_file()
         if not path.is_file():
             raise DatasetError(f"{path} does not exist; run `merflow evaluate` on {self.run_dir}")
         return read_table(path)
 
     def quarantine(self) -> pd.DataFrame | None:
-        path = self.run_dir / RUN_QUARANTINE_FILE
+        path = self.run_dir / QUARANTINE_FILE
         return read_frame(path, "quarantine") if path.is_file() else None
 
 
@@ -139,7 +138,7 @@ def load_run(run_dir: str | os.PathLike) -> RunResult:
             f"run `merflow evaluate --run-dir {run_dir}` (or the workflow's evaluate rule) first"
         )
     metrics = read_json_file(metrics_path, REEVALUATE)
-    train_path = run_dir / METRICS_TRAIN_FILE
+    train_path = run_dir / metrics_file("train")
     record_path = run_dir / RUN_FILE
     identity = _identity(run_dir, metrics.get("run") or {})
     return RunResult(
@@ -153,8 +152,10 @@ def load_run(run_dir: str | os.PathLike) -> RunResult:
 
 
 def _identity(run_dir: Path, run: dict[str, Any]) -> dict[str, Any]:
-    match = _RUN_PATH.search(run_dir.resolve().as_posix())
-    from_path = match.groupdict() if match else {}
+    try:
+        from_path = asdict(Run.parse(run_dir.resolve()))
+    except RunFileError:
+        from_path = {}
     seq_len = run.get("seq_len")
     values = {
         "feature": run.get("feature") or from_path.get("feature"),
@@ -164,7 +165,7 @@ def _identity(run_dir: Path, run: dict[str, Any]) -> dict[str, Any]:
         "seed": run.get("seed") if run.get("seed") is not None else from_path.get("seed"),
     }
     if values["seq_len"] is None and values["model"] is not None:
-        values["seq_len"] = FULL_SEQUENCE  # whole clips: the evaluation records no length
+        values["seq_len"] = NO_SEQ_LEN  # whole clips: the evaluation records no length
     lacking = [k for k, v in values.items() if v is None]
     if lacking:
         raise DatasetError(

@@ -20,13 +20,14 @@ import numpy as np
 import pandas as pd
 
 from merflow.errors import DatasetError
+from merflow.features.registry import label as feature_label
+from merflow.models import registry
+from merflow.models.registry import MODELS
+from merflow.models.registry import label as model_label
 from merflow.reporting import figures
 from merflow.reporting.context import (
-    MODEL_LABELS,
     OURS,
     ReportContext,
-    feature_label,
-    model_label,
 )
 from merflow.reporting.published import (
     VELANKAR_CITATION,
@@ -42,10 +43,9 @@ from merflow.reporting.runs import (
     seq_len_order,
     stat_of,
 )
+from merflow.runs import NO_SEQ_LEN
 
 SECTION = "Velankar et al.: classification"
-PAPER_MODELS = ("velankar_crnn", "velankar_parallel")
-CLASSIFICATION_BASELINES = ("majority", "logistic")
 AVERAGES = (("macro avg", "macro"), ("weighted avg", "weighted"))
 FIELDS = ("precision", "recall", "f1")
 
@@ -97,18 +97,12 @@ def build_velankar_report(ctx: ReportContext, runs: Sequence[RunResult]) -> None
 
 def _model_order(key: tuple[str, str, str]) -> tuple:
     feature, model, seq_len = key
-    if model in PAPER_MODELS:
-        rank = PAPER_MODELS.index(model)
-    elif model in CLASSIFICATION_BASELINES:
-        rank = len(PAPER_MODELS) + 1 + CLASSIFICATION_BASELINES.index(model)
-    else:
-        rank = len(PAPER_MODELS)
-    return (rank, model, feature, seq_len_order(seq_len))
+    return (registry.rank(model), model, feature, seq_len_order(seq_len))
 
 
 def _stem(key: tuple[str, str, str]) -> str:
     feature, model, seq_len = key
-    suffix = "" if seq_len == "full" else f"_len{seq_len}"
+    suffix = "" if seq_len == NO_SEQ_LEN else f"_len{seq_len}"
     return f"{model}_{feature}{suffix}"
 
 
@@ -187,7 +181,8 @@ def overview_table(
 def _seed_ensemble_row(
     single: dict[str, Any], group: Sequence[RunResult], model: str
 ) -> dict[str, Any]:
-    label = f"{MODEL_LABELS.get(model, model)}: seed ensemble"  # not matched as the model's row
+    name = MODELS[model].label if model in MODELS else model
+    label = f"{name}: seed ensemble"  # not matched as the model's row
     row = {**single, "model": label, "n_runs": len(group)}
     row.pop("paper_accuracy", None)
     for metric in ("accuracy", "macro_f1", "weighted_f1"):
