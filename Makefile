@@ -15,6 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/merflow pretrained fetch musicnn  # weights from the musicnn wheel on PyPI, cached
 	touch $@
 
 run: setup

@@ -1,7 +1,7 @@
 """Benchmark of the feature stage: throughput, overhead over the bare libraries, process scaling.
 
-On the same clips (by default /work/shared/data/4q-sample) it measures seconds of audio processed
-per wall-clock second for
+On the same clips (by default ../shared/data/4q-sample, beside the repository) it measures
+seconds of audio processed per wall-clock second for
 
 * decoding alone (``merflow.audio.load``: soundfile + soxr to the configured rate);
 * the bare library calls on the decoded signals: librosa mel + dB (128 bands), and openSMILE
@@ -15,7 +15,7 @@ each is kept: on a machine shared with other jobs, load then hits every method a
 whichever ran during a busy minute. Library initialisation is warmed up before timing.
 Targets: stage overhead over bare openSMILE <= 10 %; 2 processes >= 1.8x one process.
 
-    .venv/bin/python bench/features.py --clips /work/shared/data/4q-sample --n-clips 16
+    .venv/bin/python bench/features.py --clips ../shared/data/4q-sample --n-clips 16
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ import numpy as np
 import pandas as pd
 
 from merflow import audio
-from merflow.features import FEATURES, compute_clip, extract_features, extract_shard
+from merflow.features import compute_clip, computed, extract_features, extract_shard
 from merflow.features.compare import smile
 
-DEFAULT_CLIPS = Path("/work/shared/data/4q-sample")
+DEFAULT_CLIPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "4q-sample"
 
 
 def find_clips(folder: Path, limit: int) -> pd.DataFrame:
@@ -47,7 +47,7 @@ def find_clips(folder: Path, limit: int) -> pd.DataFrame:
 
 def warm_up(sample_rate: int) -> None:
     signal = np.random.default_rng(0).normal(scale=0.1, size=sample_rate).astype(np.float32)
-    for name in FEATURES:
+    for name in computed():
         compute_clip(name, signal, {"sample_rate": sample_rate})
 
 
@@ -55,7 +55,7 @@ def single_process_steps(sample_rate: int) -> dict[str, Callable[[pd.DataFrame, 
     """Each step processes one clip (a one-row clips table and its decoded signal)."""
     import librosa
 
-    params = {name: {"sample_rate": sample_rate} for name in FEATURES}
+    params = {name: {"sample_rate": sample_rate} for name in computed()}
 
     def bare_librosa(_, y):
         mel = librosa.feature.melspectrogram(y=y, sr=sample_rate, n_fft=2048, hop_length=512)
@@ -97,7 +97,7 @@ def _extract_shard_job(job: tuple[pd.DataFrame, dict]) -> int:
 
 def in_processes(clips: pd.DataFrame, sample_rate: int, processes: int, n_shards: int) -> float:
     """Wall time of the stage (all features) over ``n_shards`` shards on ``processes`` workers."""
-    params = {name: {"sample_rate": sample_rate} for name in FEATURES}
+    params = {name: {"sample_rate": sample_rate} for name in computed()}
     shards = [clips.iloc[i::n_shards] for i in range(n_shards)]
     context = multiprocessing.get_context("fork")  # children inherit the warmed-up libraries
     start = time.perf_counter()

@@ -1,101 +1,158 @@
-"""The benchmark's splits (bench/recipes.py): the 4Q samples clip by clip, a whole 4Q by artist,
-and a clear stop when the whole 4Q is missing or its cache holds another copy."""
+"""The benchmark's configs (bench/recipes.py): for each dataset, the Snakemake config the driver
+writes (experiments per recipe, repeated song-level k-fold, the datasets read in place), and the
+Snakemake command it runs."""
 
 from __future__ import annotations
 
-import json
+import copy
+import subprocess
 
 import pandas as pd
 import pytest
-from workflow_utils import bench_module
+import yaml
+from workflow_utils import REPO, bench_module
 
-from merflow.io import read_metadata, write_table
+from merflow.config import dataset_spec, validate
+from merflow.datasets.index import build_index
+from merflow.splits import split_ids
 
 bench = bench_module("recipes")
 
-
-def _clips(tmp_path, n_artists=24, clips_per_artist=3):
-    """Artists with several clips each, every artist singing in one quadrant."""
-    rows = [
-        {"clip_id": f"a{a}-c{c}", "group": f"artist{a}", "label": f"Q{a % 4 + 1}"}
-        for a in range(n_artists)
-        for c in range(clips_per_artist)
-    ]
-    clips = pd.DataFrame(rows)
-    write_table(clips, tmp_path / "clips.parquet")
-    return clips
+KFOLD = {"method": "kfold", "n_folds": 3, "repeats": 5, "seed": 0}
 
 
-def _sides(paths):
-    return [pd.read_parquet(path) for path in paths]
+def _config(name, data, tmp_path, *options):
+    args = bench.parse_args(["--data", str(data), "--out", str(tmp_path), *options])
+    config = bench.bench_config(name, args, tmp_path / name)
+    validate(copy.deepcopy(config))  # the workflow's own check: schema, roots, model/feature
+    return config
 
 
-def test_grouped_splits_keep_each_artist_on_one_side_and_test_every_clip_once(tmp_path):
-    clips = _clips(tmp_path)
-    info = {"dir": str(tmp_path), "split_by": "group"}
-    splits = _sides(bench.write_splits(info, 3, 2, tmp_path / "splits"))
-    assert len(splits) == 6
-    for split in splits:
-        assert split.groupby("group")["split"].nunique().max() == 1
-        assert set(split["split"]) == {"train", "val", "test"}
-        test_labels = split.merge(clips, on=["clip_id", "group"]).query("split == 'test'")["label"]
-        assert test_labels.value_counts().to_dict() == {f"Q{q}": 6 for q in range(1, 5)}
-    for repeat in (splits[:3], splits[3:]):
-        tested = pd.concat([s.loc[s["split"] == "test", "clip_id"] for s in repeat])
-        assert sorted(tested) == sorted(clips["clip_id"])
-    assert not splits[0].equals(splits[3]), "a repeat draws new folds"
+def test_defaults_are_the_design_of_docs_recipes(tmp_path):
+    args = bench.parse_args([])
+    assert (args.folds, args.repeats, args.seeds) == (3, 5, [0, 1, 2, 3])
+    assert args.datasets == ["4q", "emotify", "vgmidi", "synth"]
+    assert args.data == REPO.parent / "shared" / "data"
+    assert not str(bench.parse_args([]).out).startswith(str(REPO))  # results stay out of git
 
 
-def test_a_learning_curve_point_drops_training_clips_only(tmp_path):
-    _clips(tmp_path)
-    info = {"dir": str(tmp_path), "split_by": "group"}
-    full = _sides(bench.write_splits(info, 3, 1, tmp_path / "splits"))
-    half = _sides(bench.write_splits(info, 3, 1, tmp_path / "splits", train_fraction=0.5))
-    for whole, share in zip(full, half, strict=True):
-        for side in ("val", "test"):
-            assert set(share.query(f"split == '{side}'")["clip_id"]) == set(
-                whole.query(f"split == '{side}'")["clip_id"]
-            )
-        kept = share.query("split == 'train'")["clip_id"]
-        assert set(kept) < set(whole.query("split == 'train'")["clip_id"])
-        assert len(kept) == pytest.approx((whole["split"] == "train").sum() / 2, abs=1)
+def test_4q_combines_both_folders_in_a_manifest_with_artists(shared_data, tmp_path):
+    config = _config("4q", shared_data, tmp_path)
+    entry = config["datasets"]["4q"]
+    assert entry["adapter"] == "manifest" and entry["allow_outside_root"] is True
+    assert config["features"]["logmel"] == {"n_frames": 1292}  # whole 30 s clips
+    manifest = pd.read_csv(tmp_path / "4q" / "source" / "manifest.csv").set_index("clip_id")
+    assert len(manifest) == 300
+    assert manifest["label"].value_counts().to_dict() == {f"Q{q}": 75 for q in range(1, 5)}
+    assert manifest["path"].map(lambda p: p.startswith("/")).all()
+    sample = manifest["path"].str.contains("/4q-sample/")
+    assert sample.sum() == 48
+    assert manifest.loc["MT0000218346", "group"] == "Steven Curtis Chapman"
+    dev = manifest[~sample]
+    assert (dev["group"] == dev.index).all()  # 4q-dev names no artists: each clip its own song
+
+    mtime = (tmp_path / "4q" / "source" / "manifest.csv").stat().st_mtime_ns
+    _config("4q", shared_data, tmp_path)  # the same files: not rewritten, so not re-indexed
+    assert (tmp_path / "4q" / "source" / "manifest.csv").stat().st_mtime_ns == mtime
+
+    result = build_index(dataset_spec(config, "4q"), tmp_path / "index")
+    assert (result.n_clips, result.n_quarantined) == (300, 0)
+    assert result.classes == ["Q1", "Q2", "Q3", "Q4"]
 
 
-def test_clip_by_clip_splits_ignore_the_groups(tmp_path):
-    _clips(tmp_path)
-    info = {"dir": str(tmp_path)}
-    split = _sides(bench.write_splits(info, 3, 1, tmp_path / "splits"))[0]
-    assert (split["group"] == split["clip_id"]).all()
-    artist = split["clip_id"].str.split("-").str[0]
-    assert (split.groupby(artist)["split"].nunique() > 1).any(), "artists straddle the sides"
+def test_4q_has_one_experiment_per_recipe_and_the_baselines_once(shared_data, tmp_path):
+    experiments = _config("4q", shared_data, tmp_path)["experiments"]
+    assert list(experiments) == ["4q-velankar-paper", "4q-velankar-merflow"]
+    paper, merflow = experiments.values()
+    assert paper["recipe"] == "paper" and merflow["recipe"] == "merflow"
+    assert paper["models"] == ["velankar_crnn", "velankar_parallel", "majority", "logistic"]
+    assert merflow["models"] == ["velankar_crnn", "velankar_parallel"]
+    for experiment in experiments.values():
+        assert experiment["dataset"] == "4q" and experiment["features"] == ["logmel"]
+        assert experiment["split"] == KFOLD and experiment["seeds"] == [0, 1, 2, 3]
+        assert "train" not in experiment  # each recipe at its own defaults
+    assert split_ids(**{k: KFOLD[k] for k in ("method", "seed", "n_folds", "repeats")})[-1] == (
+        "kfold3-s0-r4-f2"
+    )
 
 
-def test_the_whole_4q_without_its_folder_stops_with_the_option_to_set(tmp_path):
-    with pytest.raises(SystemExit, match="--fourq-root"):
-        bench.prepare("4q-full", tmp_path, tmp_path / "cache", None)
-    with pytest.raises(SystemExit, match="--fourq-root"):
-        bench.prepare("4q-full", tmp_path, tmp_path / "cache", tmp_path / "absent")
-
-
-def test_a_cache_of_another_4q_copy_is_not_reused(tmp_path):
-    cached = tmp_path / "cache" / "4q-full"
-    cached.mkdir(parents=True)
-    (cached / "ready.json").write_text(json.dumps({"name": "4q-full", "source": "/elsewhere"}))
-    mine = tmp_path / "MER_audio_taffc_dataset"
-    mine.mkdir()
-    with pytest.raises(SystemExit, match="/elsewhere.*another --cache"):
-        bench.prepare("4q-full", tmp_path, tmp_path / "cache", mine)
-
-
-def test_the_whole_4q_is_indexed_with_its_artists_and_whole_clips(shared_data, tmp_path):
-    """4q-sample stands in for a whole 4Q: same layout, a metadata.csv with artists."""
-    root = shared_data / "4q-sample"
-    info = bench.prepare("4q-full", shared_data, tmp_path, root)
-    assert info["split_by"] == "group" and info["source"] == str(root.resolve())
-    clips = pd.read_parquet(tmp_path / "4q-full" / "clips.parquet").set_index("clip_id")
-    assert len(clips) == 48 and clips["label"].value_counts().to_dict() == {
-        f"Q{q}": 12 for q in range(1, 5)
+def test_emotify_is_read_through_its_manifest(shared_data, tmp_path):
+    config = _config("emotify", shared_data, tmp_path, "--folds", "2", "--repeats", "1")
+    entry = config["datasets"]["emotify"]
+    assert entry == {
+        "adapter": "manifest",
+        "root": str((shared_data / "emotify-sample").resolve()),
+        "csv": "labels_3class.csv",
     }
-    assert clips.loc["MT0000218346", "group"] == "Steven Curtis Chapman"
-    assert read_metadata(tmp_path / "4q-full" / "logmel.parquet")["shape"] == [128, 1292]
-    assert bench.prepare("4q-full", shared_data, tmp_path, root) == info
+    assert config["features"]["logmel"] == {"n_frames": 2584}  # whole 60 s clips
+    assert list(config["experiments"]) == ["emotify-velankar-paper", "emotify-velankar-merflow"]
+    split = config["experiments"]["emotify-velankar-merflow"]["split"]
+    assert split == {**KFOLD, "n_folds": 2, "repeats": 1}
+
+
+def test_vgmidi_uses_its_adapter_and_the_malik_models(shared_data, tmp_path):
+    config = _config("vgmidi", shared_data, tmp_path, "--seeds", "3")
+    assert config["datasets"]["vgmidi"] == {
+        "adapter": "vgmidi",
+        "root": str((shared_data / "vgmidi-sample").resolve()),
+    }
+    assert list(config["experiments"]) == ["vgmidi-malik-paper", "vgmidi-malik-merflow"]
+    paper = config["experiments"]["vgmidi-malik-paper"]
+    assert paper["models"] == ["malik_crnn", "malik_crnn_nb", "mean", "ridge"]
+    assert paper["features"] == ["logmel_500ms"] and paper["seq_len"] == [10, 30]
+    assert paper["seeds"] == [3] and "logmel" not in config["features"]
+
+
+def test_synth_has_both_tasks_and_its_size_from_the_options(tmp_path):
+    config = _config("synth", tmp_path, tmp_path, "--synth-clips", "18", "--synth-seconds", "8")
+    assert config["datasets"]["synth"] == {
+        "adapter": "synth",
+        "n_clips": 18,
+        "duration_s": 8.0,
+        "n_classes": 3,
+        "seed": 0,
+    }
+    assert config["features"]["logmel"] == {"n_frames": 640}  # padded to the networks' input
+    assert list(config["experiments"]) == [
+        "synth-velankar-paper",
+        "synth-velankar-merflow",
+        "synth-malik-paper",
+        "synth-malik-merflow",
+    ]
+    assert _config("synth", tmp_path, tmp_path)["features"]["logmel"] == {"n_frames": 1292}
+
+
+def test_models_epochs_and_recipes_narrow_the_experiments(tmp_path):
+    options = ["--models", "velankar_crnn", "--epochs", "2", "--recipes", "merflow"]
+    experiments = _config("synth", tmp_path, tmp_path, *options)["experiments"]
+    assert list(experiments) == ["synth-velankar-merflow"]  # no Malik network: no regression
+    (only,) = experiments.values()
+    assert only["models"] == ["velankar_crnn", "majority", "logistic"]
+    assert only["train"] == {"epochs": 2}
+
+
+def test_the_workflow_runs_on_the_written_config(tmp_path, monkeypatch):
+    args = bench.parse_args(["--out", str(tmp_path), "--cores", "3", "--gpus", "0"])
+    config = bench.bench_config("synth", args, tmp_path / "synth")
+    (tmp_path / "synth").mkdir()
+    calls = []
+
+    def run(cmd, **kwargs):
+        calls.append((cmd, kwargs))
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(bench.subprocess, "run", run)
+    bench.run_workflow(tmp_path / "synth", config, args.cores, args.gpus)
+    ((cmd, kwargs),) = calls
+    configfile = tmp_path / "synth" / "config.yaml"
+    assert yaml.safe_load(configfile.read_text()) == config
+    assert cmd[1:3] == ["-s", str(REPO / "Snakefile")]
+    assert cmd[3:7] == ["-d", str(tmp_path / "synth"), "--configfile", str(configfile)]
+    assert cmd[7:11] == ["--cores", "3", "--resources", "gpu=0"]
+    assert kwargs["env"]["PATH"].startswith(str(bench.SNAKEMAKE.parent))  # merflow's CLI
+
+    monkeypatch.setattr(
+        bench.subprocess, "run", lambda cmd, **_: subprocess.CompletedProcess(cmd, 1)
+    )
+    with pytest.raises(SystemExit, match="snakemake failed in .*synth"):
+        bench.run_workflow(tmp_path / "synth", config, args.cores, args.gpus)

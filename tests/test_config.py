@@ -48,7 +48,7 @@ def test_default_config_is_valid_and_gets_defaults(default_config):
         ),
         (
             lambda c: c["experiments"]["malik"].update(features=["logmel"]),
-            "pairs model 'malik_crnn' with feature 'logmel'",
+            "trains model 'malik_crnn' on none of its features",
         ),
         (
             lambda c: c["experiments"]["malik"].pop("seq_len"),

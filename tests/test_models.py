@@ -324,14 +324,18 @@ NETWORKS = models.registry.names(baseline=False)
 
 
 def test_registry_describes_every_model():
-    assert set(NETWORKS) == {*MALIK, *VELANKAR}
-    assert set(models.registry.names(baseline=True)) == {"mean", "ridge", "majority", "logistic"}
+    assert set(NETWORKS) == {*MALIK, *VELANKAR, "mlp"}
+    baselines = {"mean", "ridge", "majority", "logistic", "svm"}
+    assert set(models.registry.names(baseline=True)) == baselines
+    inputs = {"mlp": ("clip",), "majority": ("frames", "clip"), "logistic": ("frames", "clip")}
+    inputs["svm"] = inputs["logistic"]
     for name, spec in MODELS.items():
         assert spec.name == name
         assert spec.task == (
             "regression" if name in MALIK + ("mean", "ridge") else "classification"
         )
-        assert spec.inputs == (("windows",) if spec.task == "regression" else ("frames",))
+        default = ("windows",) if spec.task == "regression" else ("frames",)
+        assert spec.inputs == inputs.get(name, default)
         assert spec.sequence == (name in MALIK)
         json.dumps(spec.default_options())  # run records store them
 

@@ -59,6 +59,8 @@ def test_every_preset_validates_once_its_root_exists(name, tmp_path):
         assert experiment["seeds"] == SEEDS
         if "malik_crnn" in experiment["models"]:
             assert experiment["models"] == ["malik_crnn", "malik_crnn_nb", "mean", "ridge"]
+        elif experiment["features"] == ["musicnn"]:  # heads on pretrained embeddings
+            assert experiment["models"] == ["logistic", "svm", "mlp", "majority"]
         else:
             models = ["velankar_crnn", "velankar_parallel", "majority", "logistic"]
             assert experiment["models"] == models

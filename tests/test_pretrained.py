@@ -3,7 +3,7 @@
 The reader is tested on tensor bundles written here by hand (a small LevelDB-table writer below);
 the port against the outputs of the original TensorFlow musicnn (tests/data/musicnn_reference.npz,
 made by tests/data/make_musicnn_reference.py). That comparison needs the converted weights in the
-merflow cache: it is skipped without them, unless MERFLOW_REQUIRE_PRETRAINED=1 (for CI).
+merflow cache (`merflow pretrained fetch musicnn`): it is skipped without them, except in CI.
 """
 
 from __future__ import annotations
@@ -289,7 +289,7 @@ def test_convert_checkpoint_keeps_the_model_and_feeds_the_cache(tmp_path, monkey
 
 def test_load_cached_says_how_to_make_the_weights(tmp_path, monkeypatch):
     monkeypatch.setenv("MERFLOW_CACHE", str(tmp_path))
-    with pytest.raises(CheckpointError, match="pip download --no-deps musicnn==0.1.0"):
+    with pytest.raises(CheckpointError, match="merflow pretrained fetch musicnn"):
         musicnn.load_cached("MSD_musicnn")
 
 
@@ -340,12 +340,9 @@ def test_patches_follow_musicnn_hops():
 def _cached_model(model: str) -> musicnn.Musicnn:
     path = musicnn.cached_weights_path(model)
     if not path.is_file():
-        reason = (
-            f"no converted {model} weights at {path}: convert them (docs/pretrained.md) "
-            "and point MERFLOW_CACHE at their cache"
-        )
-        if os.environ.get("MERFLOW_REQUIRE_PRETRAINED") == "1":
-            pytest.fail(f"{reason} (MERFLOW_REQUIRE_PRETRAINED=1)")
+        reason = f"no {model} weights at {path}: run `merflow pretrained fetch musicnn`"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason} (CI fetches them in `make setup`)")
         pytest.skip(reason)
     return musicnn.load_cached(model)
 

@@ -151,6 +151,92 @@ def test_kfold_folds_are_balanced_per_class():
         assert all(abs(n - 46 / 5) <= 1 for n in test)
 
 
+# --- repeated k-fold --------------------------------------------------------------------------
+
+
+def test_repeated_kfold_tests_every_clip_once_per_repeat_and_keeps_songs_whole():
+    clips = multi_clip_songs(seed=5, n_groups=45)
+    made = splits.make_splits(clips, None, method="kfold", seed=0, n_folds=3, repeats=4)
+    assert list(made) == [f"kfold3-s0-r{r}-f{f}" for r in range(4) for f in range(3)]
+    for repeat in range(4):
+        folds = [made[f"kfold3-s0-r{repeat}-f{f}"] for f in range(3)]
+        tested = pd.concat([s.loc[s["split"] == "test", "clip_id"] for s in folds])
+        assert sorted(tested) == sorted(clips["clip_id"]), repeat  # each clip once
+        for split in folds:
+            assert sides_per_group(split).max() == 1
+            assert set(split["split"]) == {"train", "val", "test"}
+            # validation is a share of the non-test part, as with one repeat
+            val, rest = (split["split"] == "val").sum(), (split["split"] != "test").sum()
+            assert abs(val / rest - 0.15) < 0.06
+
+
+def test_repeats_draw_new_folds_and_repeat_zero_is_the_single_kfold():
+    clips = multi_clip_songs(seed=6, n_groups=45)
+    single = splits.make_splits(clips, None, method="kfold", seed=3, n_folds=3)
+    assert list(single) == [f"kfold3-s3-f{f}" for f in range(3)]  # the ids of before repeats
+    repeated = splits.make_splits(clips, None, method="kfold", seed=3, n_folds=3, repeats=3)
+    for fold in range(3):
+        pd.testing.assert_frame_equal(
+            repeated[f"kfold3-s3-r0-f{fold}"], single[f"kfold3-s3-f{fold}"]
+        )
+
+    def test_groups(repeat):
+        return {
+            frozenset(s.loc[s["split"] == "test", "group"])
+            for split_id, s in repeated.items()
+            if f"-r{repeat}-" in split_id
+        }
+
+    assert test_groups(1) != test_groups(0) and test_groups(2) != test_groups(1)
+    again = splits.make_splits(clips.iloc[::-1], None, method="kfold", seed=3, n_folds=3, repeats=3)
+    for split_id, frame in repeated.items():
+        pd.testing.assert_frame_equal(frame, again[split_id])  # seeded: the same, byte for byte
+
+
+def test_repeated_kfold_stays_stratified_in_every_repeat():
+    clips = single_clip_songs(dict.fromkeys(VELANKAR_CLASSES, 46))
+    made = splits.make_splits(clips, None, method="kfold", seed=1, n_folds=5, repeats=3)
+    assert len(made) == 15
+    for split in made.values():
+        test = class_counts(split, clips, "test")
+        assert all(abs(n - 46 / 5) <= 1 for n in test)
+    targets_clips, targets, quadrant = regression_dataset({"Q1": 30, "Q2": 12, "Q3": 21, "Q4": 9})
+    made = splits.make_splits(targets_clips, targets, method="kfold", seed=0, n_folds=3, repeats=2)
+    for split in made.values():
+        test = quadrant[split.loc[split["split"] == "test", "clip_id"]].value_counts()
+        for q, n in quadrant.value_counts().items():
+            assert abs(test.get(q, 0) - n / 3) <= 1, q
+
+
+def test_repeats_are_for_kfold_and_at_least_one():
+    clips = single_clip_songs({"a": 12, "b": 12})
+    with pytest.raises(ConfigError, match=r"split\.repeats.*kfold"):
+        splits.make_splits(clips, None, method="holdout", seed=0, repeats=2)
+    with pytest.raises(ConfigError, match=r"split\.repeats"):
+        splits.split_ids("kfold", 0, 3, repeats=0)
+    assert splits.split_ids("holdout", 4, repeats=1) == ["holdout-s4"]
+
+
+def test_the_config_takes_repeats_and_the_workflow_announces_their_ids():
+    from merflow.config import split_settings, validate
+
+    experiment = {
+        "dataset": "synth",
+        "features": ["logmel"],
+        "models": ["majority"],
+        "seeds": [0],
+        "split": {"method": "kfold", "n_folds": 3, "repeats": 2},
+    }
+    config = {"datasets": {"synth": {"adapter": "synth"}}, "experiments": {"e": experiment}}
+    settings = split_settings(validate(config)["experiments"]["e"])
+    assert splits.split_ids(settings["method"], settings["seed"], 3, settings["repeats"])[-1] == (
+        "kfold3-s0-r1-f2"
+    )
+    experiment["split"]["repeats"] = 0
+    with pytest.raises(ConfigError, match="repeats"):
+        validate(config)
+
+
 # --- quadrant stratification ------------------------------------------------------------------
 
 
@@ -297,12 +383,15 @@ def test_label_stratification_refuses_unlabelled_clips():
 # --- ids, files, summary ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("method", "n_folds"), [("holdout", 5), ("kfold", 3), ("fixed", 5)])
-def test_split_ids_announce_what_make_splits_returns(method, n_folds):
+@pytest.mark.parametrize(
+    ("method", "n_folds", "repeats"),
+    [("holdout", 5, 1), ("kfold", 3, 1), ("kfold", 3, 2), ("kfold", 2, 5), ("fixed", 5, 1)],
+)
+def test_split_ids_announce_what_make_splits_returns(method, n_folds, repeats):
     clips = mediaeval_like()
     clips["label"] = ["a", "b"] * 20
-    made = splits.make_splits(clips, None, method=method, seed=2, n_folds=n_folds)
-    assert list(made) == splits.split_ids(method, 2, n_folds)
+    made = splits.make_splits(clips, None, method=method, seed=2, n_folds=n_folds, repeats=repeats)
+    assert list(made) == splits.split_ids(method, 2, n_folds, repeats)
 
 
 def test_write_and_read_round_trip(tmp_path):

@@ -67,10 +67,12 @@ def test_generate_writes_the_documented_files(tmp_path):
 
 
 def test_bad_parameters_are_named(tmp_path):
-    with pytest.raises(ConfigError, match="n_classes must be 2, 3 or 4"):
+    with pytest.raises(ConfigError, match="synth: 'n_classes': 5 is greater than the maximum of 4"):
         synth.generate(tmp_path, n_classes=5)
-    with pytest.raises(ConfigError, match=r"n_clips must be .*duration_s must be"):
-        synth.generate(tmp_path, n_clips=0, duration_s=0.1)
+    with pytest.raises(ConfigError, match=r"'duration_s': 0.1 is less than the minimum of 0.5"):
+        synth.generate(tmp_path, n_clips=2, duration_s=0.1)
+    with pytest.raises(ConfigError, match=r"'n_clips': 0 is less than the minimum of 1"):
+        synth.generate(tmp_path, n_clips=0)
     assert not (tmp_path / "clips.csv").exists()
 
 

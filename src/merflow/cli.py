@@ -34,16 +34,16 @@ def _json_arg(text: str) -> dict:
 def cmd_synth(args: argparse.Namespace) -> None:
     from merflow.datasets import synth
 
-    synth.generate(
-        args.out,
-        n_clips=args.n_clips,
-        duration_s=args.duration,
-        sample_rate=args.sample_rate,
-        n_classes=args.n_classes,
-        clips_per_song=args.clips_per_song,
-        seed=args.seed,
-    )
-    log.info("synthesized %d clips in %s", args.n_clips, args.out)
+    given = {
+        "n_clips": args.n_clips,
+        "duration_s": args.duration,
+        "sample_rate": args.sample_rate,
+        "n_classes": args.n_classes,
+        "clips_per_song": args.clips_per_song,
+        "seed": args.seed,
+    }
+    synth.generate(args.out, **{k: v for k, v in given.items() if v is not None})
+    log.info("synthesized the dataset in %s", args.out)
 
 
 def cmd_index(args: argparse.Namespace) -> None:
@@ -60,6 +60,10 @@ def cmd_features(args: argparse.Namespace) -> None:
     from merflow.tables import quarantine_table, read_frame
 
     params = features.resolve_params(args.feature, args.params)
+    if features.registry.weights_needed(args.feature, params):
+        from merflow.devices import use_gpu_for_features
+
+        log.info("pretrained network on %s", use_gpu_for_features(args.gpu > 0))
     clips = read_frame(args.clips, "clips", needed=("clip_id", "path", "shard"))
     clips = clips[clips["shard"] == args.shard].reset_index(drop=True)
     table, quarantined = features.extract_shard(
@@ -107,6 +111,15 @@ def cmd_provided_features(args: argparse.Namespace) -> None:
     write_table(table, args.out, metadata=metadata, row_group_size=50 * 90)
     write_table(quarantine_table([]), args.quarantine)
     log.info("DEAM's own features: %d windows of %d clips", len(table), len(clips))
+
+
+def cmd_import_embeddings(args: argparse.Namespace) -> None:
+    from merflow.features import resolve_params
+    from merflow.features.imported import import_embeddings
+
+    params = resolve_params(args.feature, args.params)
+    n = import_embeddings(args.feature, params, args.clips, args.out, args.quarantine)
+    log.info("%s: embeddings of %d clips imported from %s", args.feature, n, params["path"])
 
 
 def cmd_splits(args: argparse.Namespace) -> None:
@@ -163,16 +176,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         "targets_path": args.targets,
     }
     for part in args.parts:
-        metrics = evaluate(args.run_dir, part=part, **paths)
-        log.info("%s part: %s", part, _headline(metrics))
-
-
-def _headline(metrics: dict) -> str:
-    if metrics.get("task") == "classification":
-        return f"accuracy {metrics['accuracy']:.3f}"
-    return "RMSE " + ", ".join(
-        f"{d} {metrics[d]['rmse']['song_mean']:.3f}" for d in ("arousal", "valence", "average")
-    )
+        evaluate(args.run_dir, part=part, **paths)  # logs the headline of each part
 
 
 # --- reports ---------------------------------------------------------------------------------
@@ -210,6 +214,13 @@ def cmd_predict(args: argparse.Namespace) -> None:
     print(f"merflow predict: {report.describe()}", file=sys.stderr)
 
 
+def cmd_pretrained_fetch(args: argparse.Namespace) -> None:
+    from merflow.pretrained.fetch import fetch_musicnn
+
+    for path in fetch_musicnn(args.wheel, force=args.force):
+        print(f"merflow pretrained: {path}", file=sys.stderr)
+
+
 def cmd_export(args: argparse.Namespace) -> None:
     from merflow.export import export
 
@@ -226,12 +237,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("synth", help="generate the synthetic demo dataset")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--n-clips", type=int, default=60)
-    p.add_argument("--duration", type=float, default=30.0)
-    p.add_argument("--sample-rate", type=int, default=22050)
-    p.add_argument("--n-classes", type=int, default=3)
-    p.add_argument("--clips-per-song", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
+    defaults = "default: the demo dataset's (config.yaml)"
+    p.add_argument("--n-clips", type=int, help=f"clips to synthesize ({defaults})")
+    p.add_argument("--duration", type=float, help=f"seconds per clip ({defaults})")
+    p.add_argument("--sample-rate", type=int, help=f"Hz ({defaults})")
+    p.add_argument("--n-classes", type=int, help=f"2, 3 or 4 classes ({defaults})")
+    p.add_argument("--clips-per-song", type=int, help=f"clips sharing one song ({defaults})")
+    p.add_argument("--seed", type=int, help=f"the same seed gives the same audio ({defaults})")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("index", help="read a dataset's native layout into clips/targets tables")
@@ -250,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quarantine", type=Path, required=True)
     p.add_argument("--on-bad-audio", choices=["quarantine", "fail"], default="quarantine")
     p.add_argument("--progress", action="store_true")
+    p.add_argument("--gpu", type=int, default=0, help="1: pretrained networks infer on CUDA")
     p.set_defaults(func=cmd_features)
 
     p = sub.add_parser("merge-features", help="merge feature shards into one table")
@@ -265,6 +278,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--quarantine", type=Path, required=True)
     p.set_defaults(func=cmd_provided_features)
+
+    p = sub.add_parser("import-embeddings", help="your own embeddings as a feature table")
+    p.add_argument("--clips", type=Path, required=True, help="the dataset's clips.parquet")
+    p.add_argument("--feature", choices=["embeddings", "embeddings_500ms"], required=True)
+    p.add_argument("--params", type=_json_arg, required=True, help='JSON: {"path": ...}')
+    p.add_argument("--out", type=Path, required=True, help="the feature table to write")
+    p.add_argument("--quarantine", type=Path, required=True, help="clips without an embedding")
+    p.set_defaults(func=cmd_import_embeddings)
 
     p = sub.add_parser("splits", help="song-level, stratified train/val/test splits")
     p.add_argument("--clips", type=Path, required=True)
@@ -328,6 +349,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int)
     p.add_argument("inputs", type=Path, nargs="+", help="audio files or folders (searched deeply)")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("pretrained", help="pretrained weights: fetch them into the cache")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    fetch = actions.add_parser(
+        "fetch",
+        help="get the musicnn 0.1.0 wheel from PyPI (or --wheel), check it, convert its "
+        "taggers to safetensors in $MERFLOW_CACHE (default ~/.cache/merflow)",
+    )
+    fetch.add_argument("family", choices=["musicnn"], help="the weights to fetch")
+    fetch.add_argument("--wheel", type=Path, help="a musicnn-0.1.0 wheel you already have")
+    fetch.add_argument("--force", action="store_true", help="convert again though cached")
+    fetch.set_defaults(func=cmd_pretrained_fetch)
 
     p = sub.add_parser("export", help="a run as one self-contained model folder")
     p.add_argument("run_dir", type=Path, help="a finished run folder")

@@ -21,7 +21,7 @@ import yaml
 
 from merflow.datasets import ADAPTERS
 from merflow.errors import ConfigError
-from merflow.features.registry import FEATURES, computed, resolve_params
+from merflow.features.registry import FEATURES, configurable, imported, resolve_params
 from merflow.models.registry import MODELS
 from merflow.runs import NO_SEQ_LEN, Run
 
@@ -39,7 +39,7 @@ def load_schema() -> dict:
         "enum": list(ADAPTERS)
     }
     sections = schema["properties"]["features"]["properties"]
-    sections.update({name: {"type": "object"} for name in computed()})
+    sections.update({name: {"type": "object"} for name in configurable()})
     return schema
 
 
@@ -136,7 +136,7 @@ def _fill_defaults(config: dict, schema: dict) -> None:
 
 
 def _check_semantics(config: dict) -> None:
-    for feature in computed():  # bounds too, before any job runs
+    for feature in configurable():  # bounds too, before any job runs
         resolve_params(feature, config.get("features", {}).get(feature, {}))
     datasets = config["datasets"]
     for name, exp in config["experiments"].items():
@@ -145,8 +145,9 @@ def _check_semantics(config: dict) -> None:
                 f"config error: experiment '{name}' uses dataset '{exp['dataset']}', which is not "
                 f"defined under 'datasets' (defined: {', '.join(sorted(datasets))})"
             )
-        for model, feature in itertools.product(exp["models"], exp["features"]):
-            _check_model_feature(name, model, feature)
+        _check_pairs(name, exp)
+        for feature in set(exp["features"]) & set(imported()):
+            _check_import_path(config, name, feature)
         sequence_models = [m for m in exp["models"] if MODELS[m].sequence]
         if sequence_models and not exp.get("seq_len"):
             raise ConfigError(
@@ -164,6 +165,17 @@ def _check_semantics(config: dict) -> None:
         _check_predict_input(name, predict_job(config, name))
 
 
+def _check_import_path(config: dict, experiment: str, feature: str) -> None:
+    path = _feature_params(config, feature)["path"]
+    if not path or not Path(path).expanduser().exists():
+        where = f"{path} does not exist" if path else "has no path"
+        raise ConfigError(
+            f"config error: experiment '{experiment}' uses feature '{feature}', but "
+            f"features.{feature}.path {where}; give the Parquet file or folder of .npy arrays "
+            "holding your embeddings"
+        )
+
+
 def _check_input_frames(config: dict, experiment: str) -> None:
     """A frame model's input must fit in the stored log-mel matrix: say so before any job runs."""
     wanted = train_settings(config, experiment).get("input_frames")
@@ -176,15 +188,60 @@ def _check_input_frames(config: dict, experiment: str) -> None:
         )
 
 
-def _check_model_feature(experiment: str, model: str, feature: str) -> None:
-    kinds = MODELS[model].inputs
-    if FEATURES[feature].kind not in kinds:
-        allowed = [name for name, f in FEATURES.items() if f.kind in kinds]
-        raise ConfigError(
-            f"config error: experiment '{experiment}' pairs model '{model}' with feature "
-            f"'{feature}'; {model} takes {' or '.join(kinds)} features: {', '.join(allowed)}. "
-            "Split the experiment in two if you want both kinds."
-        )
+def pairs(exp: dict) -> list[tuple[str, str]]:
+    """(feature, model) of an experiment: each model on each of its features it takes."""
+    return [
+        (feature, model)
+        for feature, model in itertools.product(exp["features"], exp["models"])
+        if FEATURES[feature].kind in MODELS[model].inputs
+    ]
+
+
+def _check_pairs(experiment: str, exp: dict) -> None:
+    """Every model must take one of the features, and every feature serve one of the models."""
+    paired = pairs(exp)
+    for model in exp["models"]:
+        if not any(m == model for _, m in paired):
+            kinds = MODELS[model].inputs
+            allowed = [name for name, f in FEATURES.items() if f.kind in kinds]
+            raise ConfigError(
+                f"config error: experiment '{experiment}' trains model '{model}' on none of its "
+                f"features; {model} takes {' or '.join(kinds)} features: {', '.join(allowed)}"
+            )
+    for feature in exp["features"]:
+        if not any(f == feature for f, _ in paired):
+            kind = FEATURES[feature].kind
+            allowed = [name for name, m in MODELS.items() if kind in m.inputs]
+            raise ConfigError(
+                f"config error: experiment '{experiment}' has feature '{feature}' ({kind}), "
+                f"which none of its models takes; models of {kind} features: {', '.join(allowed)}"
+            )
+
+
+def experiments_lacking_weights(config: dict) -> dict[str, list[str]]:
+    """Experiments marked ``skip_without_weights`` whose features need pretrained weights that
+    are not cached: name -> the missing models."""
+    from merflow.features.registry import weights_needed
+    from merflow.pretrained.fetch import is_cached
+
+    lacking = {}
+    for name, exp in config["experiments"].items():
+        if not exp.get("skip_without_weights"):
+            continue
+        needed = {
+            model
+            for feature in exp["features"]
+            if FEATURES[feature].computed
+            for model in weights_needed(feature, _feature_params(config, feature))
+        }
+        missing = sorted(m for m in needed if not is_cached(m))
+        if missing:
+            lacking[name] = missing
+    return lacking
+
+
+def _feature_params(config: dict, feature: str) -> dict[str, Any]:
+    return resolve_params(feature, config.get("features", {}).get(feature, {}))
 
 
 def check_dataset_root(name: str, spec: dict) -> None:
@@ -219,6 +276,23 @@ def dataset_spec(config: dict, name: str) -> dict:
     return spec
 
 
+SYNTH_KEYS = ("n_clips", "duration_s", "sample_rate", "n_classes", "clips_per_song", "seed")
+
+
+def synth_settings(given: dict[str, Any]) -> dict[str, Any]:
+    """The synthetic dataset's parameters: the schema's defaults under ``given``, checked by the
+    schema (for the workflow, ``merflow synth`` and :func:`merflow.datasets.synth.generate`)."""
+    entry = load_schema()["properties"]["datasets"]["additionalProperties"]["properties"]
+    settings = {k: entry[k]["default"] for k in SYNTH_KEYS} | {
+        k: v for k, v in given.items() if k in SYNTH_KEYS
+    }
+    schema = {"type": "object", "properties": {k: entry[k] for k in SYNTH_KEYS}}
+    errors = list(jsonschema.Draft202012Validator(schema).iter_errors(settings))
+    if errors:
+        raise ConfigError(_describe_schema_error(errors[0], len(errors), "synth"))
+    return settings
+
+
 def split_settings(experiment: dict) -> dict:
     """The split keys of an experiment with their defaults (the schema's)."""
     return _split_defaults() | experiment.get("split", {})
@@ -233,7 +307,7 @@ def experiment_runs(config: dict, name: str, split_ids: list[str]) -> list[Run]:
     """Every (feature, model, seq_len, split, seed) run of one experiment."""
     exp = config["experiments"][name]
     found = []
-    for feature, model in itertools.product(exp["features"], exp["models"]):
+    for feature, model in pairs(exp):
         lengths = [str(n) for n in exp.get("seq_len", [])] if MODELS[model].sequence else []
         for seq_len, split, seed in itertools.product(
             lengths or [NO_SEQ_LEN], split_ids, _seeds_for(model, exp["seeds"])

@@ -40,8 +40,10 @@ _MICROSECONDS = 1_000_000
 
 
 def feature_kind(path: str | os.PathLike) -> str:
-    """``windows`` or ``frames``: the kind of a feature table, told by its metadata."""
+    """``windows``, ``frames`` or ``clip``: the kind of a feature table, told by its metadata."""
     meta = tables.metadata_of(path, tables.FEATURE_KINDS)
+    if meta.get("kind") in tables.FEATURE_KINDS:
+        return meta["kind"]
     if "shape" in meta:
         return "frames"
     if "window_s" in meta:
@@ -291,6 +293,17 @@ class FrameClips:
         )
 
 
+class ClipVectors(FrameClips):
+    """One feature vector per clip (a clip-level feature), with the clip's class index:
+    ``features`` is ``(N, D)``; every clip is one valid "frame" (``n_valid_frames`` all 1)."""
+
+    def select(self, clip_ids: Iterable[str]) -> ClipVectors:
+        return ClipVectors(**vars(super().select(clip_ids)))
+
+    def normalized(self, zscore: ZScore) -> ClipVectors:
+        return ClipVectors(**vars(super().normalized(zscore)))
+
+
 def load_frames(
     features_path: str | os.PathLike, clips_path: str | os.PathLike, clip_ids: Sequence[str]
 ) -> tuple[FrameClips, list[dict]]:
@@ -299,7 +312,7 @@ def load_frames(
     Returns the data and the problems (clips without feature rows or without a label), as
     :func:`load_windowed` does.
     """
-    features_path, clips_path = Path(features_path), Path(clips_path)
+    features_path = Path(features_path)
     meta = tables.metadata_of(features_path, "frames")
     shape, column = meta.get("shape"), meta.get("feature", "logmel")  # the matrix column
     if not shape or len(shape) != 2:
@@ -310,8 +323,27 @@ def load_frames(
     table = tables.read_table(
         features_path, "frames", ["clip_id", "n_valid_frames", column], clip_ids
     )
+    matrices = _fixed_size_values(table.column(column)).reshape(table.num_rows, *shape)
+    n_valid = table.column("n_valid_frames").to_numpy().astype(np.int64)
+    return _labelled(FrameClips, features_path, clips_path, clip_ids, table, matrices, n_valid)
+
+
+def load_vectors(
+    features_path: str | os.PathLike, clips_path: str | os.PathLike, clip_ids: Sequence[str]
+) -> tuple[ClipVectors, list[dict]]:
+    """Read the clip-level vectors of ``clip_ids`` and their labels, as :func:`load_frames`."""
+    features_path = Path(features_path)
+    names = tables.metadata_of(features_path, "clip").get("columns")
+    table = tables.read_table(features_path, "clip", ["clip_id", *names], clip_ids)
+    vectors = _float_matrix(table, names)
+    n_valid = np.ones(table.num_rows, dtype=np.int64)
+    return _labelled(ClipVectors, features_path, clips_path, clip_ids, table, vectors, n_valid)
+
+
+def _labelled(kind, features_path: Path, clips_path, clip_ids, table, values, n_valid):
+    """The clips of ``table`` that have a label, sorted by id, as ``kind``; and the problems."""
+    clips_path = Path(clips_path)
     ids = table.column("clip_id").to_numpy(zero_copy_only=False).astype(str)
-    matrices = _fixed_size_values(table.column(column)).reshape(len(ids), *shape)
     classes, labels_by_clip = _read_labels(clips_path, clip_ids)
     problems = [
         {
@@ -327,16 +359,17 @@ def load_frames(
         for c in sorted(c for c in ids if c not in labels_by_clip)
     ]
     order = [i for i in np.argsort(ids, kind="stable") if ids[i] in labels_by_clip]
-    data = FrameClips(
+    data = kind(
         clip_ids=[str(ids[i]) for i in order],
-        features=np.ascontiguousarray(matrices[order], dtype=np.float32),
-        n_valid_frames=table.column("n_valid_frames").to_numpy()[order].astype(np.int64),
+        features=np.ascontiguousarray(values[order], dtype=np.float32),
+        n_valid_frames=n_valid[order],
         labels=np.array([labels_by_clip[ids[i]] for i in order], dtype=np.int64),
         classes=classes,
     )
-    if not np.isfinite(data.features).all():
-        bad = [data.clip_ids[i] for i in np.flatnonzero(~np.isfinite(data.features).all((1, 2)))]
-        raise DatasetError(f"{features_path}: NaN or infinite log-mel values in clip(s) {bad[:5]}")
+    finite = np.isfinite(data.features).all(axis=tuple(range(1, data.features.ndim)))
+    if not finite.all():
+        bad = [data.clip_ids[i] for i in np.flatnonzero(~finite)]
+        raise DatasetError(f"{features_path}: NaN or infinite values in clip(s) {bad[:5]}")
     return data, problems
 
 

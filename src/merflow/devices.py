@@ -31,6 +31,22 @@ def select_device(gpu_requested: int | bool) -> torch.device:
     return device
 
 
+_FEATURE_DEVICE = ["cpu"]
+
+
+def use_gpu_for_features(gpu_requested: int | bool) -> str:
+    """Let the feature stage's networks (pretrained embeddings) run on CUDA when the job has a
+    GPU and torch sees one; returns the device chosen."""
+    cuda = bool(gpu_requested) and torch.cuda.is_available()
+    _FEATURE_DEVICE[0] = "cuda" if cuda else "cpu"
+    return _FEATURE_DEVICE[0]
+
+
+def feature_device() -> str:
+    """Where the feature stage runs networks: ``cpu`` unless :func:`use_gpu_for_features`."""
+    return _FEATURE_DEVICE[0]
+
+
 def seed_everything(seed: int) -> None:
     """Seed python, numpy and torch, and ask torch for deterministic kernels."""
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS

@@ -40,7 +40,7 @@ from merflow.runs import (
     metrics_file,
     read_record,
 )
-from merflow.tables import metadata_of
+from merflow.tables import FEATURE_KINDS, metadata_of
 
 MODEL_FILE = "model.json"
 WEIGHTS_FILE = "weights.safetensors"
@@ -64,7 +64,7 @@ def run_spec(run_dir: str | os.PathLike) -> dict[str, Any]:
     config = TrainConfig.from_dict(record["config"])
     kind = models.spec(config.model)
     features = recorded_path(config.features_path, run_dir, "feature table")
-    feature_meta = metadata_of(features, ("windows", "frames"))
+    feature_meta = metadata_of(features, FEATURE_KINDS)
     if "params" not in feature_meta:
         raise DatasetError(
             f"{features}: its metadata holds no feature parameters; re-run the features stage"

@@ -98,6 +98,10 @@ class NetworkPredictor:
     @torch.no_grad()
     def predict_proba(self, features: np.ndarray, n_valid_frames: np.ndarray) -> np.ndarray:
         self.model.eval()
+        if features.ndim == 2:  # one vector a clip: nothing to crop
+            batches = torch.from_numpy(np.ascontiguousarray(features)).split(self.batch_size)
+            outputs = [self.model(b.to(self.device)).float() for b in batches]
+            return torch.softmax(torch.cat(outputs), dim=1).cpu().numpy().astype(np.float32)
         length = self.input_frames or features.shape[2]
         crops = [
             (clip, start)

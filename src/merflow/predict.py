@@ -106,8 +106,11 @@ class TaggingModel:
             raise AudioError(path, finding.reason)
         clip = DecodedClip(signal, params["sample_rate"])
         clip_id = clip_id or path.stem
-        if FEATURES[self.spec["feature"]].kind == "windows":
+        kind = FEATURES[self.spec["feature"]].kind
+        if kind == "windows":
             table, summary = self._predict_windows(clip, clip_id, path)
+        elif kind == "clip":
+            table, summary = self._predict_clip(clip, clip_id, path)
         else:
             table, summary = self._predict_segments(clip, clip_id, path)
         head = {"clip_id": clip_id, "path": str(path), "duration_s": clip.duration_s}
@@ -132,13 +135,26 @@ class TaggingModel:
             self.zscore.apply(_finite(segments, path)), n_valid
         )
         frame_s = params["hop_length"] / clip.sample_rate
+        starts_s = np.asarray(starts) * frame_s
+        ends_s = np.minimum((np.asarray(starts) + n_valid) * frame_s, clip.duration_s)
+        return self._segment_table(clip_id, probabilities, starts_s, ends_s)
+
+    def _predict_clip(self, clip: DecodedClip, clip_id: str, path: Path):
+        """A clip-level feature: one vector, one segment (the whole song)."""
+        vector = FEATURES[self.spec["feature"]].compute(clip, self.spec["feature_params"])
+        probabilities = self.predictor.predict_proba(
+            self.zscore.apply(_finite(vector, path)), np.ones(1, dtype=np.int64)
+        )
+        return self._segment_table(clip_id, probabilities, [0.0], [clip.duration_s])
+
+    def _segment_table(self, clip_id: str, probabilities: np.ndarray, starts_s, ends_s):
         classes = np.asarray(self.outputs)
         table = pd.DataFrame(
             {
                 "clip_id": clip_id,
-                "segment": np.arange(len(starts)),
-                "start_s": np.asarray(starts) * frame_s,
-                "end_s": np.minimum((np.asarray(starts) + n_valid) * frame_s, clip.duration_s),
+                "segment": np.arange(len(probabilities)),
+                "start_s": np.asarray(starts_s, dtype=np.float64),
+                "end_s": np.asarray(ends_s, dtype=np.float64),
                 "predicted": classes[probabilities.argmax(1)],
             }
         )

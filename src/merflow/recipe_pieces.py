@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from merflow.data import FrameClips, WindowedClips
+from merflow.data import ClipVectors, FrameClips, WindowedClips
 from merflow.devices import epoch_seed
 from merflow.errors import DatasetError
 from merflow.sequences import chunk_starts, make_sequences
@@ -151,10 +151,13 @@ def training_tensors(
     """(inputs, targets[, mask]) of the whole training part as CPU tensors.
 
     Frames: one crop of ``input_frames`` per clip (random with ``train_crop: random``), then the
-    recipe's masks and gain. Windows: ``seq_len`` chunks every
-    ``chunk_hop`` windows, on a randomly offset grid with ``random_offset``.
+    recipe's masks and gain. Clip vectors: as they are (crops and masks are for spectrograms).
+    Windows: ``seq_len`` chunks every ``chunk_hop`` windows, on a randomly offset grid with
+    ``random_offset``.
     """
     train = data.train
+    if isinstance(train, ClipVectors):
+        return torch.from_numpy(train.features), torch.from_numpy(train.labels)
     if isinstance(train, FrameClips):
         length = config.input_frames or train.features.shape[2]
         random_crop = rng if config.train_crop == "random" else None

@@ -21,10 +21,12 @@ import pandas as pd
 
 from merflow import runs
 from merflow.data import (
+    ClipVectors,
     FrameClips,
     WindowedClips,
     feature_kind,
     load_frames,
+    load_vectors,
     load_windowed,
     read_split,
 )
@@ -33,7 +35,7 @@ from merflow.io import atomic_path, write_table
 from merflow.models.registry import ModelSpec
 from merflow.models.registry import spec as model_spec
 from merflow.recipes import TrainConfig
-from merflow.tables import metadata_of
+from merflow.tables import FEATURE_KINDS, metadata_of
 
 log = logging.getLogger(__name__)
 _MIN_STD = 1e-8  # below this a feature is constant in training: centre it, do not scale it
@@ -59,6 +61,14 @@ class ZScore:
         return cls._from_moments(
             stacked.mean(0, dtype=np.float64), stacked.std(0, dtype=np.float64)
         )
+
+    @classmethod
+    def fit_vectors(cls, clips: ClipVectors) -> ZScore:
+        """Column statistics over the training clips' vectors."""
+        if not len(clips.clip_ids):
+            raise DatasetError("cannot fit z-score statistics: the training split has no clips")
+        x = clips.features
+        return cls._from_moments(x.mean(0, dtype=np.float64), x.std(0, dtype=np.float64))
 
     @classmethod
     def fit_frames(cls, clips: FrameClips) -> ZScore:
@@ -107,7 +117,7 @@ class RunData:
     """The normalized training and validation parts of a run, and what had to be left out."""
 
     model: ModelSpec
-    input: str  # the feature's kind: "windows" | "frames"
+    input: str  # the feature's kind: "windows" | "frames" | "clip"
     feature: str
     train: WindowedClips | FrameClips
     val: WindowedClips | FrameClips
@@ -130,6 +140,8 @@ def load_part(
         if model.task == "regression" and not config.targets_path:
             raise ConfigError(f"model {config.model} learns arousal/valence: give targets_path")
         return load_windowed(config.features_path, clip_ids, config.targets_path)
+    if kind == "clip":
+        return load_vectors(config.features_path, config.clips_path, clip_ids)
     return load_frames(config.features_path, config.clips_path, clip_ids)
 
 
@@ -146,11 +158,13 @@ def prepare_data(config: TrainConfig) -> RunData:
             f"used with {config.features_path}; see the problems logged above"
         )
     kind = feature_kind(config.features_path)
+    meta = metadata_of(config.features_path, FEATURE_KINDS)
     if kind == "windows":
         zscore, names = ZScore.fit_windows(train), train.feature_names
+    elif kind == "clip":
+        zscore, names = ZScore.fit_vectors(train), list(meta.get("columns", []))
     else:
         zscore, names = ZScore.fit_frames(train), []
-    meta = metadata_of(config.features_path, ("windows", "frames"))
     return RunData(
         model=model_spec(config.model),
         input=kind,

@@ -10,6 +10,7 @@ its test scores mean something:
   class is within one clip of ``test_fraction`` × the class size, and the test part as a whole
   is ``round(test_fraction × n_clips)`` (138 clips, 1/3 → 46 test songs, as in Velankar et al.).
 * **Seeded.** The same seed gives the same split, byte for byte; another seed, another split.
+  Repeated k-fold (``repeats``) draws new folds for each repeat from the same seed.
 
 The test part is chosen first (holdout draw, k-fold fold, or the official ``fixed_split``), then
 validation is drawn from what is left: ``val_fraction`` is a fraction of the *non-test* clips, and
@@ -41,13 +42,22 @@ STRATIFY_MODES = ("auto", "label", "quadrant", "none")
 _EPS = 1e-9
 
 
-def split_ids(method: str, seed: int, n_folds: int = 5) -> list[str]:
+def split_ids(method: str, seed: int, n_folds: int = 5, repeats: int = 1) -> list[str]:
     """The ids :func:`make_splits` will return, known before any data exists (Snakemake needs
-    the output file names when it builds the job graph)."""
+    the output file names when it builds the job graph): ``holdout-s<seed>``, ``fixed-s<seed>``,
+    ``kfold<k>-s<seed>-f<i>``, and with ``repeats`` > 1 ``kfold<k>-s<seed>-r<r>-f<i>``, repeat
+    by repeat."""
     _check_method(method)
-    if method == "kfold":
+    _check_repeats(method, repeats)
+    if method != "kfold":
+        return [f"{method}-s{seed}"]
+    if repeats == 1:
         return [f"kfold{n_folds}-s{seed}-f{fold}" for fold in range(n_folds)]
-    return [f"{method}-s{seed}"]
+    return [
+        f"kfold{n_folds}-s{seed}-r{repeat}-f{fold}"
+        for repeat in range(repeats)
+        for fold in range(n_folds)
+    ]
 
 
 def make_splits(
@@ -59,18 +69,23 @@ def make_splits(
     test_fraction: float = 1 / 3,
     val_fraction: float = 0.15,
     n_folds: int = 5,
+    repeats: int = 1,
     fixed_test: str = "evaluation",
     stratify: str = "auto",
 ) -> dict[str, pd.DataFrame]:
     """Split the clips table; returns ``{split_id: DataFrame(clip_id, group, split)}``.
 
     ``method``: ``holdout`` (one stratified draw of ``test_fraction``), ``kfold`` (``n_folds``
-    splits whose test parts cover every group exactly once) or ``fixed`` (test = the clips whose
-    ``fixed_split`` equals ``fixed_test``, e.g. the MediaEval evaluation set). ``stratify``:
+    splits whose test parts cover every group exactly once, drawn ``repeats`` times: repeated
+    k-fold) or ``fixed`` (test = the clips whose ``fixed_split`` equals ``fixed_test``, e.g. the
+    MediaEval evaluation set). Each repeat shuffles the groups anew: repeat 0 is the split of
+    ``repeats: 1`` (same folds, same validation parts), repeat ``r`` > 0 is seeded by
+    ``(seed, r)``. ``stratify``:
     ``label``, ``quadrant`` (of each group's mean arousal/valence in ``targets``), ``none``, or
     ``auto`` (label when the clips have labels, else quadrant when there are targets, else none).
     """
     _check_settings(method, seed, test_fraction, val_fraction, n_folds, stratify)
+    _check_repeats(method, repeats)
     clips = _clip_frame(clips)
     if method == "fixed":
         clips = _separate_straddling_groups(clips, fixed_test)
@@ -84,14 +99,20 @@ def make_splits(
         val_rngs = [rng]
     elif method == "kfold":
         _require_members(groups, n_folds, f"each of the {n_folds} test folds needs one", mode)
-        tests = _kfold_test_parts(clips, groups, mode, n_folds, seed)
-        val_rngs = [np.random.default_rng([seed, fold]) for fold in range(n_folds)]
+        tests, val_rngs = [], []
+        for repeat in range(repeats):
+            tests += _kfold_test_parts(clips, groups, mode, n_folds, _repeat_seed(seed, repeat))
+            val_rngs += [
+                np.random.default_rng([seed, fold] if repeat == 0 else [seed, repeat, fold])
+                for fold in range(n_folds)
+            ]
     else:
         tests = [_fixed_test_part(clips, fixed_test)]
         val_rngs = [np.random.default_rng(seed)]
 
     splits = {}
-    for split_id, test, rng in zip(split_ids(method, seed, n_folds), tests, val_rngs, strict=True):
+    made_ids = split_ids(method, seed, n_folds, repeats)
+    for split_id, test, rng in zip(made_ids, tests, val_rngs, strict=True):
         rest = groups.drop(index=test)
         _require_members(rest, 1 + with_val, "the non-test songs must feed train and val", mode)
         val = _draw(rest, val_fraction, rng, min_left=1)
@@ -149,6 +170,16 @@ def _check_method(method: str) -> None:
     if method not in SPLIT_METHODS:
         raise ConfigError(
             f"split.method: unknown method {method!r}; choose one of {', '.join(SPLIT_METHODS)}"
+        )
+
+
+def _check_repeats(method: str, repeats: int) -> None:
+    if not isinstance(repeats, int | np.integer) or isinstance(repeats, bool) or repeats < 1:
+        raise ConfigError(f"split.repeats: {repeats!r} must be an integer of at least 1")
+    if repeats > 1 and method != "kfold":
+        raise ConfigError(
+            f"split.repeats: {repeats} repeats of a {method} split would be one split "
+            f"{repeats} times; repeats apply to split.method: kfold (repeated k-fold)"
         )
 
 
@@ -325,6 +356,14 @@ def _keep_both_sides(sizes: pd.Series, picked: list[str], min_left: int) -> list
     while len(sizes) - len(picked) < min_left:
         picked.remove(sizes[picked].idxmin())
     return picked
+
+
+def _repeat_seed(seed: int, repeat: int) -> int:
+    """The shuffle seed of one repeat of k-fold: ``seed`` itself for repeat 0 (the folds of
+    ``repeats: 1``), else a 32-bit draw of the seed sequence ``(seed, repeat)``."""
+    if repeat == 0:
+        return int(seed)
+    return int(np.random.SeedSequence([int(seed), repeat]).generate_state(1)[0])
 
 
 def _kfold_test_parts(

@@ -53,7 +53,7 @@ QUARANTINE_SCHEMA = pa.schema(
         ("reason", pa.string()),
     ]
 )
-FEATURE_KINDS = ("windows", "frames")
+FEATURE_KINDS = ("windows", "frames", "clip")
 SPLIT_PARTS = ("train", "val", "test")  # the values of a split table's ``split`` column
 SPLIT_SCHEMA = pa.schema([("clip_id", pa.string()), ("group", pa.string()), ("split", pa.string())])
 
@@ -76,6 +76,7 @@ KINDS: dict[str, TableKind] = {
     "frames": TableKind(
         "frame-level feature table", ("clip_id", "n_valid_frames"), "the features stage"
     ),
+    "clip": TableKind("clip-level feature table", ("clip_id",), "the features stage"),
 }
 
 
@@ -184,13 +185,14 @@ def _other_kind(
     columns: Sequence[str], expected: TableKind, accepted: list[TableKind]
 ) -> TableKind | None:
     """Another kind of table that ``columns`` identify more closely than ``expected``'s (a
-    quarantine table's columns, given for a clips table), if any."""
+    quarantine table's columns, given for a clips table), if any; a kind told by ``clip_id``
+    alone (clip-level features) tells nothing."""
     present = set(columns)
     fit = len(expected.columns) if set(expected.columns) <= present else 0
     closer = [
         k
         for k in KINDS.values()
-        if k not in accepted and set(k.columns) <= present and len(k.columns) > fit
+        if k not in accepted and len(k.columns) > max(fit, 1) and set(k.columns) <= present
     ]
     return max(closer, key=lambda k: len(k.columns), default=None)
 

@@ -41,7 +41,7 @@ from sklearn.metrics import f1_score
 from torch import nn
 
 from merflow import baselines, models
-from merflow.data import FrameClips, WindowedClips
+from merflow.data import ClipVectors, FrameClips, WindowedClips
 from merflow.devices import epoch_seed, seed_everything, select_device
 from merflow.inference import NetworkPredictor
 from merflow.io import atomic_path, remove_debris, write_json
@@ -307,6 +307,13 @@ def _build_args(name: str, data: RunData, options: dict) -> dict:
             "name": name,
             "n_features": data.train.n_features,
             "n_outputs": data.train.targets[0].shape[1],
+            "options": options,
+        }
+    if isinstance(data.train, ClipVectors):
+        return {
+            "name": name,
+            "n_features": int(data.train.features.shape[1]),
+            "n_outputs": len(data.train.classes),
             "options": options,
         }
     n_mels, n_frames = data.train.features.shape[1:]

@@ -9,10 +9,10 @@ float16 cast and the per-call graph rebuild: the npz holds the input and, per mo
 
 TensorFlow never enters the project's .venv. Run this in a scratch environment (Python 3.11):
 
-    python3.11 -m venv /work/scratch/tfenv
-    /work/scratch/tfenv/bin/pip install tensorflow-cpu==2.21.0 tf-keras==2.21.0 librosa==0.11.0
-    /work/scratch/tfenv/bin/pip install --no-deps musicnn==0.1.0
-    TF_USE_LEGACY_KERAS=1 /work/scratch/tfenv/bin/python tests/data/make_musicnn_reference.py
+    python3.11 -m venv ~/scratch/tfenv
+    ~/scratch/tfenv/bin/pip install tensorflow-cpu==2.21.0 tf-keras==2.21.0 librosa==0.11.0
+    ~/scratch/tfenv/bin/pip install --no-deps musicnn==0.1.0
+    TF_USE_LEGACY_KERAS=1 ~/scratch/tfenv/bin/python tests/data/make_musicnn_reference.py
 
 (musicnn pins numpy < 1.17, hence ``--no-deps``; Keras 3 lacks the ``tf.compat.v1.layers`` it
 uses, hence tf-keras and ``TF_USE_LEGACY_KERAS=1``.) tests/test_pretrained.py imports

@@ -1,8 +1,10 @@
 # Everything that is not a rule: config validation, wildcard constraints, and the small
 # functions that turn the config into targets and parameters. Logic lives in merflow.config.
+import glob
 import hashlib
 import json
 import os
+import sys
 
 from snakemake.exceptions import WorkflowError
 
@@ -13,16 +15,26 @@ from merflow.audio import SUPPORTED_SUFFIXES
 from merflow.errors import ConfigError
 from merflow.features import registry as features
 from merflow.models import registry as models
+from merflow.pretrained import fetch as mfpretrained
 
 try:
     mfconfig.validate(config)
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 
+for name, missing in mfconfig.experiments_lacking_weights(config).items():
+    print(
+        f"merflow: experiment '{name}' left out: the {', '.join(missing)} weights are not "
+        "cached; run `merflow pretrained fetch musicnn` to include it",
+        file=sys.stderr,
+    )
+    del config["experiments"][name]
+
 R = config["results_dir"]
 N_SHARDS = config["features"]["shards"]
 ENV = "../../envs/merflow.yaml"
 COMPUTED_FEATURES = "|".join(features.computed())
+IMPORTED_FEATURES = "|".join(features.imported())
 NETWORKS = "|".join(models.names(baseline=False))
 BASELINES = "|".join(models.names(baseline=True))
 RUN = f"{R}/{mfruns.RUN_PATTERN}"
@@ -57,26 +69,36 @@ def index_spec_json(wildcards):
     return as_json({k: v for k, v in spec.items() if k not in NOT_INDEXED})
 
 
-SYNTH_DEFAULTS = {
-    "n_clips": 60,
-    "duration_s": 30.0,
-    "n_classes": 3,
-    "clips_per_song": 1,
-    "seed": 0,
-    "sample_rate": 22050,
-}
-
-
 def dataset_root(wildcards):
     return mfconfig.dataset_spec(config, wildcards.dataset)["root"]
 
 
 def synth_spec(wildcards):
-    return SYNTH_DEFAULTS | config["datasets"][wildcards.dataset]
+    return mfconfig.synth_settings(config["datasets"][wildcards.dataset])
 
 
 def shard_lists():
     return [f"{R}/{{dataset}}/shards/shard-{i}.parquet" for i in range(N_SHARDS)]
+
+
+PRETRAINED_CACHE = str(mfpretrained.cache_dir())
+PRETRAINED_MODELS = mfpretrained.MODELS
+
+
+def feature_weights(feature):
+    """The cached weights a feature's network needs ([] for features without one)."""
+    overrides = config["features"].get(feature, {})
+    return features.weights_needed(feature, features.resolve_params(feature, overrides))
+
+
+def pretrained_weights(wildcards):
+    return [
+        str(mfpretrained.weights_path(m)) for m in feature_weights(wildcards.feature)
+    ]
+
+
+def feature_gpus(wildcards):
+    return 1 if feature_weights(wildcards.feature) else 0
 
 
 def feature_params_json(wildcards):
@@ -125,6 +147,20 @@ def source_fingerprint(wildcards):
     return digest.hexdigest()
 
 
+def imported_fingerprint(wildcards):
+    """Names, sizes and times of the files an imported feature reads."""
+    overrides = config["features"].get(wildcards.feature, {})
+    path = features.resolve_params(wildcards.feature, overrides)["path"]
+    files = (
+        [path]
+        if os.path.isfile(path)
+        else sorted(glob.glob(os.path.join(path, "*.npy")))
+    )
+    return hashlib.sha1(
+        "".join(f"{f}\t{file_stamp(f)}\n" for f in files).encode()
+    ).hexdigest()
+
+
 def file_stamp(path):
     """Size and modification time; a dangling link is data too (the index quarantines it)."""
     try:
@@ -145,7 +181,7 @@ def feature_quarantine_shards(wildcards):
 
 def experiment_split_ids(name):
     s = mfconfig.split_settings(config["experiments"][name])
-    return mfsplits.split_ids(s["method"], s["seed"], s["n_folds"])
+    return mfsplits.split_ids(s["method"], s["seed"], s["n_folds"], s.get("repeats", 1))
 
 
 def split_settings_json(wildcards):

@@ -6,6 +6,7 @@
 rule extract_features:
     input:
         clips=indexed_shard,
+        weights=pretrained_weights,
     output:
         table=f"{R}/{{dataset}}/features/{{feature}}/shard-{{shard}}.parquet",
         quarantine=f"{R}/{{dataset}}/features/{{feature}}/shard-{{shard}}.quarantine.parquet",
@@ -20,6 +21,7 @@ rule extract_features:
     threads: 1
     resources:
         mem_mb=2000,
+        gpu=feature_gpus,  # pretrained networks (musicnn) infer on a GPU when there is one
     params:
         feature_params=feature_params_json,
         on_bad_audio=config["on_bad_audio"],
@@ -27,7 +29,49 @@ rule extract_features:
         "merflow features --clips {input.clips:q} --feature {wildcards.feature:q}"
         " --params {params.feature_params:q} --shard {wildcards.shard}"
         " --out {output.table:q} --quarantine {output.quarantine:q}"
-        " --on-bad-audio {params.on_bad_audio} > {log:q} 2>&1"
+        " --on-bad-audio {params.on_bad_audio} --gpu {resources.gpu} > {log:q} 2>&1"
+
+
+# Your own embeddings (features embeddings / embeddings_500ms), read from features.<name>.path and
+# checked against the index; the path's content is a parameter, so a new export re-imports.
+rule import_embeddings:
+    input:
+        clips=f"{R}/{{dataset}}/clips.parquet",
+    output:
+        table=f"{R}/{{dataset}}/features/{{feature}}.parquet",
+        quarantine=f"{R}/{{dataset}}/features/{{feature}}.quarantine.parquet",
+    log:
+        f"{R}/logs/features/{{dataset}}/{{feature}}/import.log",
+    wildcard_constraints:
+        feature=IMPORTED_FEATURES,
+    conda:
+        ENV
+    params:
+        feature_params=feature_params_json,
+        content=imported_fingerprint,
+    shell:
+        "merflow import-embeddings --clips {input.clips:q} --feature {wildcards.feature:q}"
+        " --params {params.feature_params:q} --out {output.table:q}"
+        " --quarantine {output.quarantine:q} > {log:q} 2>&1"
+
+
+# Pretrained weights come from a package registry (the musicnn wheel on PyPI) into the user's
+# cache ($MERFLOW_CACHE): a local rule, so that on a cluster it runs where the network is.
+localrules:
+    fetch_pretrained,
+
+
+rule fetch_pretrained:
+    output:
+        f"{PRETRAINED_CACHE}/musicnn/{{weights}}.safetensors",
+    log:
+        f"{R}/logs/pretrained/{{weights}}.log",
+    wildcard_constraints:
+        weights="|".join(PRETRAINED_MODELS),
+    conda:
+        ENV
+    shell:
+        "merflow pretrained fetch musicnn > {log:q} 2>&1"
 
 
 rule merge_features:

@@ -34,6 +34,10 @@ ADAPTERS: dict[str, Adapter] = {
     "pmemo": Adapter(
         "merflow.datasets.pmemo", "PMEmo (chorus/ audio and annotations/) from the PMEmo release"
     ),
+    "vgmidi": Adapter(
+        "merflow.datasets.vgmidi",
+        "VGMIDI (pieces.csv, dynamic_per_measure.csv and the pieces' audio rendered from MIDI)",
+    ),
 }
 
 __all__ = ["ADAPTERS", "Adapter", "RawIndex"]

@@ -24,6 +24,7 @@ import numpy as np
 from merflow.errors import MerflowError
 from merflow.features import params as check
 from merflow.features.clip import DecodedClip
+from merflow.features.spec import FeatureSpec
 from merflow.features.windows import min_samples, n_windows, pool_windows, pooled_names
 
 if TYPE_CHECKING:
@@ -122,3 +123,16 @@ def check_compare_500ms(params: dict[str, Any]) -> None:
     # A window must hold at least one whole 60 ms frame, or padding one window would not do.
     check.positive_number("compare_500ms", params, "window_s", minimum=FRAME_S)
     check.stats("compare_500ms", params)
+
+
+COMPARE_500MS = FeatureSpec(
+    name="compare_500ms",
+    kind="windows",
+    label="260 baseline features",
+    malik_table="a",
+    defaults=COMPARE_DEFAULTS,
+    compute=compute_compare_500ms,
+    columns=compare_500ms_columns,
+    check=check_compare_500ms,
+    description="ComParE 2016 LLDs + deltas, mean and std per 500 ms (MediaEval baseline)",
+)

@@ -26,7 +26,7 @@ from merflow import audio
 from merflow.errors import AudioError, ConfigError, DatasetError
 from merflow.features.clip import DecodedClip
 from merflow.features.registry import resolve_params, spec
-from merflow.features.tables import frame_table, windowed_table
+from merflow.features.tables import clip_table, frame_table, windowed_table
 from merflow.features.windows import window_end_times
 
 log = logging.getLogger(__name__)
@@ -106,10 +106,10 @@ def compute_all(
 ) -> dict[str, tuple[np.ndarray, Any]]:
     """Decode ``path`` once per sample rate and compute each feature: ``{name: (matrix, extra)}``.
 
-    ``extra`` is the window end times for windowed features and ``n_valid_frames`` for
-    frame-level ones. Raises AudioError for undecodable audio, for audio that decodes more than
-    a second shorter than the ``indexed_s`` seconds its header promised at the index stage (the
-    file was cut or replaced since), and for non-finite feature values.
+    ``extra`` is the window end times for windowed features, ``n_valid_frames`` for frame-level
+    ones and None for clip-level ones. Raises AudioError for undecodable audio, for audio that
+    decodes more than a second shorter than the ``indexed_s`` seconds its header promised at the
+    index stage (the file was cut or replaced since), and for non-finite feature values.
     """
     rates = sorted({p["sample_rate"] for p in params.values()})
     decoded = {rate: DecodedClip(audio.load(path, rate), rate) for rate in rates}
@@ -132,8 +132,10 @@ def compute_all(
             )
         if feature.kind == "windows":
             extra = window_end_times(len(matrix), feature_params["window_s"])
-        else:
+        elif feature.kind == "frames":
             extra = feature.valid_frames(len(clip.signal), feature_params)
+        else:
+            extra = None
         results[name] = (matrix, extra)
     return results
 
@@ -173,8 +175,11 @@ def _iterate(clips: pd.DataFrame, progress: bool, label: str):
 
 
 def _to_table(name: str, params: dict[str, Any], collected: _Collected) -> pa.Table:
-    if spec(name).kind == "windows":
+    kind = spec(name).kind
+    if kind == "windows":
         return windowed_table(
             name, params, collected.clip_ids, collected.matrices, collected.extras
         )
+    if kind == "clip":
+        return clip_table(name, params, collected.clip_ids, collected.matrices)
     return frame_table(name, params, collected.clip_ids, collected.matrices, collected.extras)

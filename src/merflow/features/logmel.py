@@ -28,6 +28,7 @@ import numpy as np
 from merflow.errors import ConfigError
 from merflow.features import params as check
 from merflow.features.clip import DecodedClip
+from merflow.features.spec import FeatureSpec
 from merflow.features.windows import min_samples, n_windows, pool_windows, pooled_names
 
 AMIN = 1e-10
@@ -177,3 +178,27 @@ def _check_spectrogram(feature: str, params: dict[str, Any]) -> None:
             f"config error: features.{feature}: fmin ({params['fmin']}) must be below fmax "
             f"({params['fmax']})"
         )
+
+
+LOGMEL = FeatureSpec(
+    name="logmel",
+    kind="frames",
+    label="log-mel spectrogram",
+    defaults=LOGMEL_DEFAULTS,
+    compute=compute_logmel,
+    columns=band_names,
+    check=check_logmel,
+    valid_frames=valid_logmel_frames,
+    description="log-mel spectrogram, fixed number of frames (Velankar)",
+)
+LOGMEL_500MS = FeatureSpec(
+    name="logmel_500ms",
+    kind="windows",
+    label="log mel-band energy",
+    malik_table="b",
+    defaults=LOGMEL_500MS_DEFAULTS,
+    compute=compute_logmel_500ms,
+    columns=logmel_500ms_columns,
+    check=check_logmel_500ms,
+    description="log mel-band energies pooled over 500 ms windows (Malik, raw features)",
+)

@@ -10,101 +10,45 @@ openSMILE): the Snakefile resolves parameters through it at parse time.
 from __future__ import annotations
 
 import copy
+import importlib
 import json
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from merflow.errors import ConfigError
-from merflow.features import compare, logmel
 from merflow.features.clip import DecodedClip
-
-Params = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class FeatureSpec:
-    """What the feature stage needs to know about one feature.
-
-    ``kind`` is ``"windows"`` (one row per clip and 500 ms window; ``compute`` returns
-    ``(n_windows, n_columns)``) or ``"frames"`` (one fixed-size matrix per clip; ``compute``
-    returns ``(n_rows, n_frames)`` and ``valid_frames`` counts the frames taken from audio).
-    A feature without ``compute`` comes with a dataset (``provided_by``: its adapter) instead of
-    being computed from audio. ``label`` names it in reports; ``malik_table`` is the part of
-    Malik et al.'s Table 1 it belongs to ("a": the 260 baseline features, "b": log-mel bands).
-    """
-
-    name: str
-    kind: Literal["windows", "frames"]
-    label: str
-    defaults: Mapping[str, Any] = field(default_factory=dict)
-    compute: Callable[[DecodedClip, Params], np.ndarray] | None = None
-    columns: Callable[[Params], list[str]] = lambda params: []
-    check: Callable[[Params], None] = lambda params: None
-    valid_frames: Callable[[int, Params], int] | None = None
-    description: str = ""
-    provided_by: str | None = None
-    malik_table: str | None = None
-
-    @property
-    def computed(self) -> bool:
-        """Computed from audio by the feature stage (not provided by a dataset)."""
-        return self.compute is not None
+from merflow.features.spec import FeatureSpec, Params
 
 
-FEATURES: dict[str, FeatureSpec] = {
-    spec.name: spec
-    for spec in (
-        FeatureSpec(
-            name="logmel",
-            kind="frames",
-            label="log-mel spectrogram",
-            defaults=logmel.LOGMEL_DEFAULTS,
-            compute=logmel.compute_logmel,
-            columns=logmel.band_names,
-            check=logmel.check_logmel,
-            valid_frames=logmel.valid_logmel_frames,
-            description="log-mel spectrogram, fixed number of frames (Velankar)",
-        ),
-        FeatureSpec(
-            name="logmel_500ms",
-            kind="windows",
-            label="log mel-band energy",
-            malik_table="b",
-            defaults=logmel.LOGMEL_500MS_DEFAULTS,
-            compute=logmel.compute_logmel_500ms,
-            columns=logmel.logmel_500ms_columns,
-            check=logmel.check_logmel_500ms,
-            description="log mel-band energies pooled over 500 ms windows (Malik, raw features)",
-        ),
-        FeatureSpec(
-            name="compare_500ms",
-            kind="windows",
-            label="260 baseline features",
-            malik_table="a",
-            defaults=compare.COMPARE_DEFAULTS,
-            compute=compare.compute_compare_500ms,
-            columns=compare.compare_500ms_columns,
-            check=compare.check_compare_500ms,
-            description="ComParE 2016 LLDs + deltas, mean and std per 500 ms (MediaEval baseline)",
-        ),
-        FeatureSpec(
-            name="deam_opensmile",
-            kind="windows",
-            label="260 baseline features",
-            malik_table="a",
-            provided_by="deam",
-            description="DEAM's own openSMILE features per 500 ms (features/<song_id>.csv)",
-        ),
-    )
-}
+def catalog(*targets: str) -> dict[str, FeatureSpec]:
+    """The specs ``"module:attribute"`` names, by feature name."""
+    specs = [getattr(importlib.import_module(t.split(":")[0]), t.split(":")[1]) for t in targets]
+    return {spec.name: spec for spec in specs}
+
+
+# Each entry names a FeatureSpec as "module:attribute"; its place is its place in the lists.
+FEATURES: dict[str, FeatureSpec] = catalog(
+    "merflow.features.logmel:LOGMEL",
+    "merflow.features.logmel:LOGMEL_500MS",
+    "merflow.features.compare:COMPARE_500MS",
+    "merflow.features.musicnn:MUSICNN",
+    "merflow.features.musicnn:MUSICNN_500MS",
+    "merflow.features.imported:EMBEDDINGS",
+    "merflow.features.imported:EMBEDDINGS_500MS",
+    "merflow.features.provided:DEAM_OPENSMILE",
+)
 
 
 def computed() -> list[str]:
     """The features the feature stage computes from audio."""
     return [name for name, feature in FEATURES.items() if feature.computed]
+
+
+def weights_needed(name: str, params: Mapping[str, Any]) -> list[str]:
+    """The pretrained models (cached weights) computing feature ``name`` needs."""
+    return [params["model"]] if FEATURES[name].pretrained else []
 
 
 def label(name: str) -> str:
@@ -124,14 +68,30 @@ def spec(name: str) -> FeatureSpec:
     return feature
 
 
+def configurable() -> list[str]:
+    """The features with parameters (a ``features:`` section): computed and imported ones."""
+    return [name for name, feature in FEATURES.items() if feature.defaults]
+
+
+def imported() -> list[str]:
+    """The features read from the user's own files (``merflow import-embeddings``)."""
+    return [name for name, feature in FEATURES.items() if feature.provided_by == "import"]
+
+
 def default_params(name: str) -> Params:
     """A fresh copy of the feature's default parameters."""
-    return copy.deepcopy(dict(spec(name).defaults))
+    return copy.deepcopy(dict(_configurable_spec(name).defaults))
+
+
+def _configurable_spec(name: str) -> FeatureSpec:
+    if name in configurable():
+        return FEATURES[name]
+    return spec(name)  # the error that lists the features
 
 
 def resolve_params(name: str, overrides: Mapping[str, Any] | None = None) -> Params:
     """Defaults updated by ``overrides``, checked: unknown keys and bad values raise ConfigError."""
-    feature = spec(name)
+    feature = _configurable_spec(name)
     overrides = dict(overrides or {})
     unknown = sorted(set(overrides) - set(feature.defaults))
     if unknown:

@@ -5,7 +5,8 @@
   one clip touches one small row group;
 * frame-level features: one row per clip -- ``clip_id``, ``n_valid_frames`` (int32), and the
   ``(n_rows, n_frames)`` matrix as a fixed-size list of float32 in C order, in a column named
-  after the feature.
+  after the feature;
+* clip-level features: one row per clip -- ``clip_id``, then one float32 column per feature.
 
 The metadata holds the resolved parameters, so a merge can refuse shards computed differently and
 a reader never has to guess the shape or the column order.
@@ -38,6 +39,7 @@ def feature_metadata(name: str, params: dict[str, Any]) -> dict[str, Any]:
     """The ``merflow`` metadata of a feature table (docs/tables.md)."""
     metadata: dict[str, Any] = {
         "feature": name,
+        "kind": spec(name).kind,
         "params": params,
         "columns": columns(name, params),
         "sample_rate": params["sample_rate"],
@@ -45,7 +47,7 @@ def feature_metadata(name: str, params: dict[str, Any]) -> dict[str, Any]:
     }
     if spec(name).kind == "frames":
         metadata["shape"] = [len(metadata["columns"]), params["n_frames"]]
-    else:
+    elif spec(name).kind == "windows":
         metadata["window_s"] = params["window_s"]
     return metadata
 
@@ -61,9 +63,10 @@ def schema(name: str, params: dict[str, Any]) -> pa.Schema:
                 (name, pa.list_(pa.float32(), size)),
             ]
         )
-    return pa.schema(
-        [("clip_id", pa.string()), ("t", pa.float64())] + [(c, pa.float32()) for c in names]
+    keys = [("clip_id", pa.string())] + (
+        [("t", pa.float64())] if spec(name).kind == "windows" else []
     )
+    return pa.schema(keys + [(c, pa.float32()) for c in names])
 
 
 def windowed_table(
@@ -86,6 +89,21 @@ def windowed_table(
         pa.array(np.concatenate(times) if times else np.empty(0), pa.float64()),
         *(pa.array(stacked[:, j]) for j in range(stacked.shape[1])),
     ]
+    return pa.Table.from_arrays(arrays, schema=target)
+
+
+def clip_table(
+    name: str, params: dict[str, Any], clip_ids: Sequence[str], vectors: Sequence[np.ndarray]
+) -> pa.Table:
+    """One row per clip from per-clip ``(1, n_columns)`` vectors."""
+    target = schema(name, params)
+    stacked = (
+        np.concatenate(vectors).astype(np.float32, copy=False)
+        if vectors
+        else np.empty((0, len(target) - 1), np.float32)
+    )
+    arrays = [pa.array(list(clip_ids), pa.string())]
+    arrays += [pa.array(stacked[:, j]) for j in range(stacked.shape[1])]
     return pa.Table.from_arrays(arrays, schema=target)
 
 

@@ -94,6 +94,10 @@ MODELS: dict[str, ModelSpec] = catalog(
         paper="Velankar et al., Fig. 4",
     ),
     ModelSpec(
+        "mlp", "classification", ("clip",), "MLP head", "merflow.models.heads:build_mlp",
+        "merflow.models.heads:DEFAULTS",
+    ),
+    ModelSpec(
         "mean", "regression", ("windows",), "training mean (baseline)",
         f"{BASELINES}:MeanBaseline", baseline=True,
     ),
@@ -102,13 +106,16 @@ MODELS: dict[str, ModelSpec] = catalog(
         f"{BASELINES}:RidgeBaseline", baseline=True,
     ),
     ModelSpec(
-        "majority", "classification", ("frames",), "majority class (baseline)",
+        "majority", "classification", ("frames", "clip"), "majority class (baseline)",
         f"{BASELINES}:MajorityBaseline", baseline=True,
     ),
     ModelSpec(
-        "logistic", "classification", ("frames",),
-        "logistic regression on log-mel mean/std (baseline)", f"{BASELINES}:LogisticBaseline",
-        baseline=True,
+        "logistic", "classification", ("frames", "clip"), "logistic regression (baseline)",
+        f"{BASELINES}:LogisticBaseline", baseline=True,
+    ),
+    ModelSpec(
+        "svm", "classification", ("frames", "clip"), "SVM (RBF kernel)",
+        f"{BASELINES}:SvmBaseline", baseline=True,
     ),
 )  # fmt: skip
 

@@ -16,9 +16,11 @@ from pathlib import Path
 import pandas as pd
 
 from merflow.errors import DatasetError
+from merflow.models.registry import label as model_label
 from merflow.reporting.context import Artifact, ReportContext
 from merflow.reporting.render import markdown_grid, write_text
 from merflow.reporting.runs import STD_DDOF, RunResult
+from merflow.runs import NO_SEQ_LEN
 from merflow.tables import read_frame
 
 QUARANTINE_COLUMNS = ["source", "clip_id", "stage", "reason", "path"]
@@ -184,14 +186,65 @@ def write_experiment_index(
 # --- results/report/index.md ---------------------------------------------------------------------
 
 
+# The test score that ranks the rows of a task: (metric in summary.csv, higher is better, name)
+BEST_BY = {
+    "classification": ("macro_f1", True, "macro-F1"),
+    "regression": ("average_rmse_song", False, "RMSE (mean of valence and arousal)"),
+}
+
+
 def report_index(experiment_indexes: Sequence[str | os.PathLike], out: str | os.PathLike) -> Path:
-    """Write the top-level index linking every experiment's ``index.md`` (by its title)."""
+    """Write the top-level index linking every experiment's ``index.md`` (by its title), and the
+    best row of each task on each dataset across the experiments."""
     out = Path(out)
     lines = ["# merflow results", "", "One report per experiment:", ""]
-    for index in sorted(Path(p) for p in experiment_indexes):
+    indexes = sorted(Path(p) for p in experiment_indexes)
+    for index in indexes:
         if not index.is_file():
             raise DatasetError(f"{index} does not exist; run `merflow aggregate` for it first")
         first = index.read_text(encoding="utf-8").splitlines()[0] if index.stat().st_size else ""
         title = first.removeprefix("# ").strip() or index.parent.parent.name
         lines.append(f"- [{title}]({_link(index, out.parent)})")
+    lines += _best_rows(indexes)
     return write_text(out, "\n".join(lines) + "\n")
+
+
+def _best_rows(indexes: Sequence[Path]) -> list[str]:
+    """One line per dataset and task: the best test score of all experiments' rows (mean over
+    runs), its model, feature and experiment."""
+    frames = []
+    for index in indexes:
+        summary = index.parent / "summary.csv"
+        if summary.is_file():
+            frame = pd.read_csv(summary, dtype={"seq_len": str})
+            dataset, experiment = index.parent.parent.parent.name, index.parent.parent.name
+            frames.append(frame.assign(dataset=dataset, experiment=experiment))
+    if not frames:
+        return []
+    rows = pd.concat(frames, ignore_index=True)
+    lines = [
+        "",
+        "Best row per dataset and task (test part, mean over runs; each on its",
+        "experiment's split):",
+        "",
+    ]
+    for (dataset, task), (metric, higher, name) in _tasks(rows).items():
+        chosen = rows[(rows["dataset"] == dataset) & (rows["metric"] == metric)]
+        chosen = chosen[chosen["part"] == "test"].dropna(subset=["mean"])
+        best = chosen.loc[chosen["mean"].idxmax() if higher else chosen["mean"].idxmin()]
+        length = "" if best["seq_len"] == NO_SEQ_LEN else f", seq_len {best['seq_len']}"
+        lines.append(
+            f"- {dataset}, {task}: {model_label(best['model'])} on {best['feature']}{length} "
+            f"({best['experiment']}): {name} {best['mean']:.3f}"
+        )
+    return lines
+
+
+def _tasks(rows: pd.DataFrame) -> dict[tuple[str, str], tuple[str, bool, str]]:
+    found = {}
+    for dataset in sorted(rows["dataset"].unique()):
+        metrics = set(rows.loc[rows["dataset"] == dataset, "metric"])
+        for task, best_by in BEST_BY.items():
+            if best_by[0] in metrics:
+                found[(dataset, task)] = best_by
+    return found

@@ -1,4 +1,4 @@
-"""The papers' published numbers, copied from the papers' text (``/work/shared/papers``).
+"""The papers' published numbers, copied from the papers' text (``../shared/papers``).
 
 They stand beside ours only when our dataset *is* the paper's (:func:`is_malik_dataset`,
 :func:`is_velankar_dataset`); on any other data a published number is not a comparison, and the

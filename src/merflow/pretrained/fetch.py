@@ -1,0 +1,124 @@
+"""Pretrained weights from a package registry: ``merflow pretrained fetch musicnn``.
+
+The musicnn 0.1.0 wheel on PyPI (ISC licence, Pons & Serra 2019) ships its trained taggers as
+TensorFlow 1 checkpoints. The wheel is fetched with the ordinary client (``pip download``) or
+taken from a path the user gives (a cluster without network), its sha256 is checked, and each
+model is converted to safetensors in the cache (:func:`cache_dir`), with a JSON card saying where
+the weights came from. Nothing is fetched from a model hub, and the package is never installed
+(it pins numpy < 1.17).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from merflow import __version__
+from merflow.errors import MerflowError
+from merflow.io import write_json
+
+log = logging.getLogger(__name__)
+
+PACKAGE = "musicnn==0.1.0"
+WHEEL = "musicnn-0.1.0-py3-none-any.whl"
+SHA256 = "f38a4890c648c1ddbb141c5d96d2b0a8cfcd36746002d896989f7b88beb65cfa"
+CARD = "card.json"
+FIX = (
+    "on a machine without network, download it elsewhere (pip download --no-deps musicnn==0.1.0) "
+    "and run: merflow pretrained fetch musicnn --wheel PATH"
+)
+
+
+MODELS = ("MSD_musicnn", "MTT_musicnn")  # the taggers in the wheel
+
+
+class FetchError(MerflowError):
+    """The weights could not be fetched or are not the expected ones."""
+
+
+def cache_dir() -> Path:
+    """``$MERFLOW_CACHE``, else the user's cache folder (``~/.cache/merflow``)."""
+    return Path(os.environ.get("MERFLOW_CACHE") or Path.home() / ".cache" / "merflow")
+
+
+def weights_path(model: str) -> Path:
+    from merflow.pretrained.musicnn import cached_weights_path
+
+    return cached_weights_path(model)
+
+
+def is_cached(model: str) -> bool:
+    return weights_path(model).is_file()
+
+
+def fetch_musicnn(wheel: str | os.PathLike | None = None, force: bool = False) -> list[Path]:
+    """Convert both musicnn taggers into the cache (unless they are there and ``force`` is
+    off); return the weight files."""
+    from merflow.pretrained.musicnn import TAGS, convert_checkpoint
+
+    if not force and all(is_cached(m) for m in MODELS) and cached_card().get("sha256") == SHA256:
+        log.info("musicnn weights already cached in %s", weights_path(MODELS[0]).parent)
+        return [weights_path(m) for m in MODELS]
+
+    with tempfile.TemporaryDirectory(prefix="merflow-musicnn-") as tmp:
+        wheel = Path(wheel) if wheel else _download(Path(tmp))
+        digest = _sha256(wheel)
+        if digest != SHA256:
+            raise FetchError(
+                f"{wheel}: sha256 {digest} is not that of {WHEEL} ({SHA256}); give the wheel "
+                "PyPI serves for musicnn 0.1.0"
+            )
+        with zipfile.ZipFile(wheel) as archive:
+            archive.extractall(tmp, [n for n in archive.namelist() if n.startswith("musicnn/")])
+        written = []
+        for model in MODELS:
+            convert_checkpoint(Path(tmp) / "musicnn" / model, weights_path(model))
+            written.append(weights_path(model))
+            log.info("musicnn %s weights: %s", model, weights_path(model))
+    record = {
+        "source": f"{WHEEL} (https://pypi.org/project/musicnn/0.1.0/)",
+        "sha256": SHA256,
+        "licence": "ISC (musicnn, Jordi Pons and Xavier Serra, 2019)",
+        "models": {
+            model: {"file": weights_path(model).name, "tags": TAGS[model]} for model in MODELS
+        },
+        "converted_by": f"merflow {__version__}",
+        "converted_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    write_json(record, weights_path(MODELS[0]).parent / CARD)
+    return written
+
+
+def _download(folder: Path) -> Path:
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
+    command += ["--disable-pip-version-check", "-q", "-d", str(folder), PACKAGE]
+    done = subprocess.run(command, capture_output=True, text=True)
+    wheel = folder / WHEEL
+    if done.returncode != 0 or not wheel.is_file():
+        reason = (done.stderr.strip().splitlines() or ["no wheel"])[-1]
+        raise FetchError(f"cannot download {PACKAGE} from PyPI ({reason}); {FIX}")
+    return wheel
+
+
+def _sha256(path: Path) -> str:
+    if not path.is_file():
+        raise FetchError(f"{path}: no such wheel; {FIX}")
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def cached_card() -> dict:
+    """The card of the cached weights ({} when there is none)."""
+    path = cache_dir() / "musicnn" / CARD
+    return json.loads(path.read_text()) if path.is_file() else {}
