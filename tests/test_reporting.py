@@ -255,6 +255,99 @@ def test_table2_has_parameters_r_and_baselines(regression_report):
     )
 
 
+def lin_ccc(x, y) -> float:
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    covariance = np.mean((x - x.mean()) * (y - y.mean()))
+    return 2 * covariance / (x.var() + y.var() + (x.mean() - y.mean()) ** 2)
+
+
+def table2_line(markdown: str, method: str, seq_len: str) -> str:
+    return next(
+        line
+        for line in markdown.splitlines()
+        if line.startswith(f"| {method} |") and f"| {seq_len} |" in line
+    )
+
+
+def test_table2_has_r2_and_ccc_per_song_means(regression_report):
+    from sklearn.metrics import r2_score
+
+    out, dirs, _ = regression_report
+    root = dirs[0].parents[5]
+    markdown = (out / "malik_table2_compare_500ms.md").read_text()
+    header = next(line for line in markdown.splitlines() if line.startswith("| Method |"))
+    assert (
+        "| Pearson r: Valence | Pearson r: Arousal | R²: Valence | R²: Arousal "
+        "| CCC: Valence | CCC: Arousal | Parameters |" in header
+    )
+    assert "R\\textsuperscript{2}" in (out / "malik_table2_compare_500ms.tex").read_text()
+    table = pd.read_csv(out / "malik_table2_compare_500ms.csv", dtype={"seq_len": str})
+    label = "CRNN [malik_crnn]"
+    row = table[(table["method"] == label) & (table["seq_len"] == "10")].iloc[0]
+    runs = [run_dir(root, "compare_500ms", "malik_crnn", "10", s) for s in SEEDS]
+    shown = table2_line(markdown, label, "10")
+    for metric in ("r2", "ccc"):
+        for dim in ("valence", "arousal"):
+            values = [read_json_metrics(d)[dim][metric]["song_mean"] for d in runs]
+            assert row[f"{metric}_{dim}_mean"] == pytest.approx(np.mean(values), abs=1e-9)
+            assert row[f"{metric}_{dim}_std"] == pytest.approx(np.std(values), abs=1e-9)
+            assert f"{np.mean(values):.3f} ± {np.std(values):.3f}" in shown
+    # the one per-song value of a run recomputed from its predictions
+    predictions = pd.read_parquet(runs[0] / "predictions.parquet")
+    songs = [s for _, s in predictions.groupby("clip_id")]
+    by_hand = np.mean([lin_ccc(s["valence_pred"], s["valence"]) for s in songs])
+    assert read_json_metrics(runs[0])["valence"]["ccc"]["song_mean"] == pytest.approx(by_hand)
+    by_hand = np.mean([r2_score(s["arousal"], s["arousal_pred"]) for s in songs])
+    assert read_json_metrics(runs[0])["arousal"]["r2"]["song_mean"] == pytest.approx(by_hand)
+    # the seed ensemble scores the mean of the seeds' predictions
+    ensemble = table[table["method"] == f"{label} (seed ensemble)"]
+    ensemble = ensemble[ensemble["seq_len"] == "10"].iloc[0]
+    tables = [
+        pd.read_parquet(d / "predictions.parquet").sort_values(["clip_id", "t"], ignore_index=True)
+        for d in runs
+    ]
+    mean = tables[0].assign(
+        valence_pred=np.mean([t["valence_pred"].to_numpy() for t in tables], axis=0),
+        arousal_pred=np.mean([t["arousal_pred"].to_numpy() for t in tables], axis=0),
+    )
+    songs = [s for _, s in mean.groupby("clip_id")]
+    expected_ccc = np.mean([lin_ccc(s["arousal_pred"], s["arousal"]) for s in songs])
+    expected_r2 = np.mean([r2_score(s["valence"], s["valence_pred"]) for s in songs])
+    assert ensemble["ccc_arousal_mean"] == pytest.approx(expected_ccc, abs=1e-6)
+    assert ensemble["r2_valence_mean"] == pytest.approx(expected_r2, abs=1e-6)
+    length_ensemble = table[table["method"].str.contains("sequence-length × seed ensemble")]
+    assert length_ensemble[["r2_valence_mean", "ccc_arousal_mean"]].notna().all().all()
+
+
+def test_summary_has_r2_and_ccc_rows(regression_report):
+    out, dirs, _ = regression_report
+    root = dirs[0].parents[5]
+    summary = pd.read_csv(out / "summary.csv", dtype={"seq_len": str})
+    expected = {
+        f"{dim}_{metric}_{kind}"
+        for dim in ("valence", "arousal", "average")
+        for metric in ("rmse", "r", "r2", "ccc")
+        for kind in ("song", "pooled")
+    }
+    assert set(summary["metric"]) == expected
+    runs = [run_dir(root, "compare_500ms", "malik_crnn_nb", "30", s) for s in SEEDS]
+    for metric, dim, field, part, name in (
+        ("r2", "average", "song_mean", "test", "metrics.json"),
+        ("ccc", "valence", "pooled", "test", "metrics.json"),
+        ("ccc", "arousal", "song_mean", "train", "metrics_train.json"),
+    ):
+        values = [read_json_metrics(d, name)[dim][metric][field] for d in runs]
+        flat = f"{dim}_{metric}_{'song' if field == 'song_mean' else 'pooled'}"
+        row = summary[
+            (summary["model"] == "malik_crnn_nb")
+            & (summary["seq_len"] == "30")
+            & (summary["part"] == part)
+            & (summary["metric"] == flat)
+        ].iloc[0]
+        assert row["mean"] == pytest.approx(np.mean(values), abs=1e-9)
+        assert row["std"] == pytest.approx(np.std(values), abs=1e-9)
+
+
 def test_published_rows_only_on_the_papers_dataset(regression_report, tmp_path):
     _, dirs, _ = regression_report
     spec = {"paper": "malik2017", "dataset": "deam", "split": {"method": "fixed"}}
@@ -274,6 +367,9 @@ def test_published_rows_only_on_the_papers_dataset(regression_report, tmp_path):
     table2 = to_markdown(malik.table2(ctx, "compare_500ms", runs))
     assert "| 0.285 | 0.225 | 0.255 |" in table2 and "0.279 ± 0.004" in table2
     assert "≈17 k" in table2 and "not comparable" not in table2
+    # the paper reports neither r nor R² nor CCC: its rows show — there
+    li = next(line for line in table2.splitlines() if line.startswith("| Li et al."))
+    assert "| 0.285 | 0.225 | 0.255 | — | — | — | — | — | — | ≈12 M |" in li
     synth_table2 = pd.read_csv(regression_report[0] / "malik_table2_compare_500ms.csv")
     assert not synth_table2["source"].str.contains("published").any()
 
@@ -362,6 +458,39 @@ def test_classification_report_mean_std_over_seeds(classification_report):
     overview = pd.read_csv(out / "velankar_models.csv")
     assert overview["model"].str.contains("majority").iloc[-1]
     assert "paper_accuracy" not in overview.columns  # synth is not Velankar et al.'s dataset
+
+
+def test_velankar_overview_has_balanced_accuracy(classification_report):
+    from sklearn.metrics import balanced_accuracy_score
+
+    out, dirs, _ = classification_report
+    crnn = [d for d in dirs if "/velankar_crnn/" in d.as_posix()]
+    markdown = (out / "velankar_models.md").read_text()
+    header = next(line for line in markdown.splitlines() if line.startswith("| Model |"))
+    assert "| Accuracy | Balanced accuracy | Macro F1 |" in header
+    overview = pd.read_csv(out / "velankar_models.csv").set_index("model")
+    values = []
+    for d in crnn:
+        predictions = pd.read_parquet(d / "predictions.parquet")
+        values.append(balanced_accuracy_score(predictions["label"], predictions["predicted"]))
+        assert read_json_metrics(d)["balanced_accuracy"] == pytest.approx(values[-1])
+    row = overview.loc["CRNN [velankar_crnn]"]
+    assert row["balanced_accuracy_mean"] == pytest.approx(np.mean(values))
+    assert row["balanced_accuracy_std"] == pytest.approx(np.std(values))
+    shown = next(line for line in markdown.splitlines() if line.startswith("| CRNN [velankar"))
+    assert f"{np.mean(values):.3f} ± {np.std(values):.3f}" in shown
+    # the seed ensemble: the argmax of the seeds' mean class probabilities
+    tables = [pd.read_parquet(d / "predictions.parquet") for d in crnn]
+    columns = [f"p_{c}" for c in CLASSES]
+    mean = sum(t[columns].to_numpy() for t in tables) / len(tables)
+    predicted = np.asarray(CLASSES)[mean.argmax(1)]
+    expected = balanced_accuracy_score(tables[0]["label"], predicted)
+    ensemble = overview.loc["CRNN: seed ensemble"]
+    assert ensemble["balanced_accuracy_mean"] == pytest.approx(expected)
+    summary = pd.read_csv(out / "summary.csv")
+    assert "balanced_accuracy" in set(summary["metric"])
+    row = summary.query("model == 'velankar_crnn' and metric == 'balanced_accuracy'").iloc[0]
+    assert row["mean"] == pytest.approx(np.mean(values))
 
 
 def test_confusion_matrix_sums_over_seeds(classification_report):

@@ -15,19 +15,30 @@ Metrics (JSON; every number that is undefined, e.g. Pearson r of a constant pred
               "excluded": [{"clip_id", "reason"}, ...]}    # clips of the part left out, and why
     regression, per dimension d in "arousal", "valence" and for "average" (mean of the two):
       d: {"rmse":      {"song_mean", "song_std", "pooled"},
-          "pearson_r": {"song_mean", "song_std", "pooled", "n_songs"}}
+          "pearson_r": {"song_mean", "song_std", "pooled", "n_songs"},
+          "r2":        {"song_mean", "song_std", "pooled", "n_songs"},
+          "ccc":       {"song_mean", "song_std", "pooled", "n_songs"}}
       "n_windows": int
         song_*: the metric per song, then mean and (population, ddof 0) std over songs -- the
-        MediaEval 2015 way; pooled: over all windows of all songs at once. Songs whose r is
-        undefined (constant prediction or annotation, < 2 windows) are left out of the song
-        mean of r; n_songs counts those kept. "average" holds the mean of the arousal and
-        valence values of each field (Malik et al.'s "average RMSE").
+        MediaEval 2015 way; pooled: over all windows of all songs at once. r2 is the
+        coefficient of determination R² = 1 - SS_res/SS_tot (scikit-learn's r2_score, the
+        annotation as truth); ccc is Lin's concordance correlation coefficient
+        2 cov(pred, true) / (var(pred) + var(true) + (mean(pred) - mean(true))²), population
+        moments. Undefined values: r for a constant prediction or annotation, R² for a
+        constant annotation, CCC where its denominator is 0 (prediction and annotation the
+        same constant), and all three with < 2 windows. Songs where a metric is undefined are
+        left out of its song mean; n_songs counts those kept (a constant prediction of a
+        varying annotation has r undefined but R² and CCC defined: its CCC is 0). "average"
+        holds the mean of the arousal and valence values of each field (Malik et al.'s
+        "average RMSE"; no n_songs), null if either is null.
     classification:
-      "classes": [...], "accuracy": float,
+      "classes": [...], "accuracy": float, "balanced_accuracy": float,
       "per_class": {class: {"precision", "recall", "f1", "support"}},
       "macro_avg" and "weighted_avg": {"precision", "recall", "f1", "support"},
       "confusion_matrix": {"labels": [...], "matrix": [[...]]}   # rows true, columns predicted
-        (scikit-learn's definitions; a class never predicted has precision 0, not NaN)
+        (scikit-learn's definitions; a class never predicted has precision 0, not NaN;
+        balanced_accuracy is balanced_accuracy_score: the mean recall over the classes
+        present in the truth)
 """
 
 from __future__ import annotations
@@ -35,6 +46,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -152,31 +164,71 @@ def pearson_r(x: np.ndarray, y: np.ndarray) -> float | None:
     return float(np.clip(dx @ dy / denominator, -1.0, 1.0))
 
 
+_EPSILON = 1e-12  # a variance this small (std 1e-6) is a constant
+
+
+def r2(pred: np.ndarray, true: np.ndarray) -> float | None:
+    """R² = 1 - SS_res/SS_tot (scikit-learn's ``r2_score``, ``true`` the annotation), or None
+    where it is undefined (fewer than 2 values, a constant annotation)."""
+    from sklearn.metrics import r2_score
+
+    pred, true = np.asarray(pred, np.float64), np.asarray(true, np.float64)
+    if len(true) < 2:
+        return None
+    deviation = true - true.mean()
+    if float(deviation @ deviation) <= _EPSILON * len(true):
+        return None
+    return float(r2_score(true, pred))
+
+
+def ccc(x: np.ndarray, y: np.ndarray) -> float | None:
+    """Lin's concordance correlation coefficient with population moments,
+    ``2 cov(x, y) / (var x + var y + (mean x - mean y)²)``, or None where it is undefined
+    (fewer than 2 values; a zero denominator: x and y the same constant)."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    if len(x) < 2:
+        return None
+    dx, dy = x - x.mean(), y - y.mean()
+    covariance = float(dx @ dy) / len(x)
+    denominator = (
+        float(dx @ dx) / len(x) + float(dy @ dy) / len(y) + (float(x.mean()) - y.mean()) ** 2
+    )
+    if denominator <= _EPSILON:
+        return None
+    return float(np.clip(2 * covariance / denominator, -1.0, 1.0))
+
+
+# (metrics.json key, function of (prediction, annotation)) of the metrics that may be undefined
+_SONG_METRICS = (("pearson_r", pearson_r), ("r2", r2), ("ccc", ccc))
+
+
 def regression_metrics(table: pd.DataFrame) -> dict[str, Any]:
-    """RMSE and Pearson r per dimension: per song then mean ± std, and pooled (module docstring)."""
+    """RMSE, Pearson r, R² and CCC per dimension: per song then mean ± std, and pooled (module
+    docstring)."""
     metrics: dict[str, Any] = {"n_clips": int(table["clip_id"].nunique()), "n_windows": len(table)}
     songs = [frame for _, frame in table.groupby("clip_id", sort=True)]
     for name in TARGET_NAMES:
         pred, true = f"{name}_pred", name
         song_rmse = [rmse(s[pred], s[true]) for s in songs]
-        song_r = [r for s in songs if (r := pearson_r(s[pred], s[true])) is not None]
         metrics[name] = {
             "rmse": {
                 **_mean_std(song_rmse),
                 "pooled": rmse(table[pred], table[true]),
             },
-            "pearson_r": {
-                **_mean_std(song_r),
-                "pooled": pearson_r(table[pred], table[true]),
-                "n_songs": len(song_r),
-            },
         }
+        for key, metric in _SONG_METRICS:
+            per_song = [v for s in songs if (v := metric(s[pred], s[true])) is not None]
+            metrics[name][key] = {
+                **_mean_std(per_song),
+                "pooled": metric(table[pred], table[true]),
+                "n_songs": len(per_song),
+            }
     metrics["average"] = {
         metric: {
             field: _mean_or_none([metrics[n][metric][field] for n in TARGET_NAMES])
             for field in ("song_mean", "song_std", "pooled")
         }
-        for metric in ("rmse", "pearson_r")
+        for metric in ("rmse", *(key for key, _ in _SONG_METRICS))
     }
     return metrics
 
@@ -192,7 +244,8 @@ def _mean_or_none(values: list[float | None]) -> float | None:
 
 
 def classification_metrics(table: pd.DataFrame, classes: list[str]) -> dict[str, Any]:
-    """Accuracy, per-class and averaged precision/recall/F1, confusion matrix (scikit-learn)."""
+    """Accuracy, balanced accuracy, per-class and averaged precision/recall/F1, confusion
+    matrix (scikit-learn)."""
     from sklearn.metrics import classification_report, confusion_matrix
 
     true, pred = table["label"].astype(str), table["predicted"].astype(str)
@@ -210,6 +263,7 @@ def classification_metrics(table: pd.DataFrame, classes: list[str]) -> dict[str,
         "n_clips": len(table),
         "classes": list(classes),
         "accuracy": float((true == pred).mean()),
+        "balanced_accuracy": balanced_accuracy(true, pred),
         "per_class": {c: entry(report[c]) for c in classes},
         "macro_avg": entry(report["macro avg"]),
         "weighted_avg": entry(report["weighted avg"]),
@@ -218,6 +272,16 @@ def classification_metrics(table: pd.DataFrame, classes: list[str]) -> dict[str,
             "matrix": confusion_matrix(true, pred, labels=classes).tolist(),
         },
     }
+
+
+def balanced_accuracy(true: pd.Series, pred: pd.Series) -> float:
+    """scikit-learn's balanced accuracy (the mean recall over the classes in the truth), without
+    its warning about predicted classes absent from the truth: they are left out, as documented."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+        return float(balanced_accuracy_score(true, pred))
 
 
 # --- the evaluate stage --------------------------------------------------------------------------

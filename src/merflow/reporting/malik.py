@@ -1,9 +1,10 @@
 """Regression experiments in the layout of Malik et al. 2017: Tables 1(a), 1(b) and 2, plus
 two figures beyond the paper (annotation vs prediction over time, song means in the V–A plane).
 
-Every RMSE and r is the run's score per song, averaged over songs (MediaEval 2015), then mean ±
-std over the runs of a configuration (:mod:`merflow.reporting.runs`). The paper's own ± is over
-five runs with different initializations: the same construction with its seeds.
+Every RMSE, r, R² and CCC is the run's score per song, averaged over songs (MediaEval 2015),
+then mean ± std over the runs of a configuration (:mod:`merflow.reporting.runs`). The paper's
+own ± is over five runs with different initializations: the same construction with its seeds.
+Table 2 has R² and CCC columns beyond the paper, which reports RMSE only (its rows show —).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from merflow.reporting.render import Column, Table
 from merflow.reporting.runs import (
     DIMENSIONS,
     RunResult,
-    ensemble_stat,
+    ensemble_stats,
     group_runs,
     seq_len_order,
     stat_of,
@@ -44,6 +45,8 @@ SECTION_TABLES = "Malik et al. 2017: tables"
 SECTION_FIGURES = "Beyond the paper: predictions of the best network run"
 BRANCHED = "malik_crnn"  # Table 1 reports the branched CRNN by sequence length
 N_EXAMPLE_SONGS = 3
+# Table 2's per-song scores beside RMSE: (flat metric name, column group), valence and arousal
+TABLE2_SCORES = (("r", "Pearson r"), ("r2", "R²"), ("ccc", "CCC"))
 
 
 def build_malik_report(ctx: ReportContext, runs: Sequence[RunResult]) -> None:
@@ -62,8 +65,8 @@ def build_malik_report(ctx: ReportContext, runs: Sequence[RunResult]) -> None:
         ctx.add_table(
             SECTION_TABLES,
             table2(ctx, feature, feature_runs),
-            "CRNN_NB beside the branched CRNN and the baselines: RMSE, Pearson r and "
-            "parameter counts on the evaluation (test) part.",
+            "CRNN_NB beside the branched CRNN and the baselines: RMSE, Pearson r, R², CCC "
+            "and parameter counts on the evaluation (test) part.",
         )
     best = best_network_run(runs)
     if best is not None:
@@ -198,9 +201,10 @@ def table2(ctx: ReportContext, feature: str, runs: Sequence[RunResult]) -> Table
             "n_parameters": _parameters(group),
             "n_runs": len(group),
         }
-        for dim in ("valence", "arousal"):
-            stat = stat_of(group, f"{dim}_r_song", "test")
-            row[f"r_{dim}_mean"], row[f"r_{dim}_std"] = stat.mean, stat.std
+        for metric, _ in TABLE2_SCORES:
+            for dim in ("valence", "arousal"):
+                stat = stat_of(group, f"{dim}_{metric}_song", "test")
+                row[f"{metric}_{dim}_mean"], row[f"{metric}_{dim}_std"] = stat.mean, stat.std
         row["recipe"] = (
             "-" if group[0].is_baseline else ", ".join(sorted({r.recipe for r in group}))
         )
@@ -214,8 +218,11 @@ def table2(ctx: ReportContext, feature: str, runs: Sequence[RunResult]) -> Table
         Column("Recipe", "recipe"),
         Column("Seq. length", "seq_len"),
         *_rmse_columns("rmse", "RMSE"),
-        Column("Valence", "r_valence", "pm", group="Pearson r"),
-        Column("Arousal", "r_arousal", "pm", group="Pearson r"),
+        *(
+            Column(dim.capitalize(), f"{metric}_{dim}", "pm", group=group)
+            for metric, group in TABLE2_SCORES
+            for dim in ("valence", "arousal")
+        ),
         Column("Parameters", "n_parameters", "count"),
         Column("Runs", "n_runs", "count"),
     ]
@@ -225,12 +232,16 @@ def table2(ctx: ReportContext, feature: str, runs: Sequence[RunResult]) -> Table
     )
     caption = _sentences(
         [
-            "RMSE and Pearson r on the evaluation (test) part; baselines fitted once "
+            "RMSE, Pearson r, R² and CCC on the evaluation (test) part; baselines fitted once "
             "(a single value, no spread); Parameters: trainable weights of the model.",
             "Ensemble rows score the mean of several runs' predictions per split (the seeds of "
             "one sequence length, or every sequence length and seed), mean ± std over splits",
             _rmse_convention(runs),
-            "Pearson r likewise per song, then averaged over the songs where it is defined.",
+            "Pearson r, R² (coefficient of determination, 1 - SS_res/SS_tot) and CCC (Lin's "
+            "concordance correlation coefficient) likewise per song, then averaged over the "
+            "songs where each is defined (r: prediction and annotation not constant; R²: "
+            "annotation not constant).",
+            "R² and CCC are beyond the paper, which reports RMSE only.",
             _comparability(ctx, show_published, cites_li=True),
         ]
     )
@@ -251,12 +262,13 @@ def _seq_len_ensemble_rows(groups: dict[tuple[str, str, str], list[RunResult]]) 
 
 def _ensemble_row(single: dict[str, Any], runs: Sequence[RunResult], kind: str) -> dict:
     row = {**single, "method": f"{single['method']} ({kind})", "n_runs": len(runs)}
-    for dim in DIMENSIONS:
-        stat = ensemble_stat(runs, f"{dim}_rmse_song")
-        row[f"rmse_{dim}_mean"], row[f"rmse_{dim}_std"] = stat.mean, stat.std
-    for dim in ("valence", "arousal"):
-        stat = ensemble_stat(runs, f"{dim}_r_song")
-        row[f"r_{dim}_mean"], row[f"r_{dim}_std"] = stat.mean, stat.std
+    cells = [("rmse", dim) for dim in DIMENSIONS] + [
+        (metric, dim) for metric, _ in TABLE2_SCORES for dim in ("valence", "arousal")
+    ]
+    stats = ensemble_stats(runs, [f"{dim}_{metric}_song" for metric, dim in cells])
+    for metric, dim in cells:
+        stat = stats[f"{dim}_{metric}_song"]
+        row[f"{metric}_{dim}_mean"], row[f"{metric}_{dim}_std"] = stat.mean, stat.std
     return row
 
 

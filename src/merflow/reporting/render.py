@@ -170,6 +170,7 @@ _LATEX_SPECIAL = {
     PLUS_MINUS: r"$\pm$",
     "≈": r"$\approx$",
     "×": r"$\times$",
+    "²": r"\textsuperscript{2}",
     MISSING: "---",
     "–": "--",
 }

@@ -208,12 +208,18 @@ def group_runs(runs: Iterable[RunResult]) -> dict[tuple[str, str, str], list[Run
 # --- metrics as flat numbers ---------------------------------------------------------------------
 
 
+# (metrics.json key, short name in the flat metrics) of the regression metrics
+REGRESSION_METRICS = (("rmse", "rmse"), ("pearson_r", "r"), ("r2", "r2"), ("ccc", "ccc"))
+
+
 def regression_values(metrics: dict[str, Any]) -> dict[str, float | None]:
-    """``<dim>_rmse_song``, ``<dim>_rmse_pooled``, ``<dim>_r_song``, ``<dim>_r_pooled`` for
-    valence, arousal and their average (``*_song``: per song, then the mean over songs)."""
+    """``<dim>_<metric>_song`` and ``<dim>_<metric>_pooled`` for the metrics ``rmse``, ``r``
+    (Pearson), ``r2`` (R²) and ``ccc`` (Lin's concordance) of valence, arousal and their
+    average (``*_song``: per song, then the mean over songs). A metric missing from the
+    metrics (written before it existed) is ``None``: undefined, left out of the statistics."""
     values: dict[str, float | None] = {}
     for dim in DIMENSIONS:
-        for metric, short in (("rmse", "rmse"), ("pearson_r", "r")):
+        for metric, short in REGRESSION_METRICS:
             entry = metrics.get(dim, {}).get(metric, {})
             values[f"{dim}_{short}_song"] = entry.get("song_mean")
             values[f"{dim}_{short}_pooled"] = entry.get("pooled")
@@ -221,8 +227,12 @@ def regression_values(metrics: dict[str, Any]) -> dict[str, float | None]:
 
 
 def classification_values(metrics: dict[str, Any]) -> dict[str, float | None]:
-    """Accuracy; macro and weighted precision/recall/F1; per class precision/recall/F1/support."""
-    values: dict[str, float | None] = {"accuracy": metrics.get("accuracy")}
+    """Accuracy, balanced accuracy; macro and weighted precision/recall/F1; per class
+    precision/recall/F1/support."""
+    values: dict[str, float | None] = {
+        "accuracy": metrics.get("accuracy"),
+        "balanced_accuracy": metrics.get("balanced_accuracy"),
+    }
     for average in ("macro_avg", "weighted_avg"):
         for field in ("precision", "recall", "f1"):
             values[f"{average.removesuffix('_avg')}_{field}"] = metrics[average][field]
@@ -333,4 +343,10 @@ def ensemble_values(runs: Sequence[RunResult]) -> list[dict[str, float | None]]:
 
 def ensemble_stat(runs: Sequence[RunResult], metric: str) -> Stat:
     """Mean ± std over splits of an ensemble metric (:func:`ensemble_values`)."""
-    return seed_stat(v.get(metric) for v in ensemble_values(runs))
+    return ensemble_stats(runs, [metric])[metric]
+
+
+def ensemble_stats(runs: Sequence[RunResult], metrics: Iterable[str]) -> dict[str, Stat]:
+    """:func:`ensemble_stat` of several metrics, the ensembles' predictions scored once."""
+    values = ensemble_values(runs)
+    return {metric: seed_stat(v.get(metric) for v in values) for metric in metrics}

@@ -38,7 +38,7 @@ from merflow.reporting.published import (
 from merflow.reporting.render import Column, Table
 from merflow.reporting.runs import (
     RunResult,
-    ensemble_stat,
+    ensemble_stats,
     group_runs,
     seq_len_order,
     stat_of,
@@ -48,6 +48,7 @@ from merflow.runs import NO_SEQ_LEN
 SECTION = "Velankar et al.: classification"
 AVERAGES = (("macro avg", "macro"), ("weighted avg", "weighted"))
 FIELDS = ("precision", "recall", "f1")
+OVERVIEW_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1")
 
 
 def build_velankar_report(ctx: ReportContext, runs: Sequence[RunResult]) -> None:
@@ -56,7 +57,7 @@ def build_velankar_report(ctx: ReportContext, runs: Sequence[RunResult]) -> None
     ctx.add_table(
         SECTION,
         overview_table(ctx, groups),
-        "Accuracy and macro/weighted F1 of every model, the baselines included.",
+        "Accuracy, balanced accuracy and macro/weighted F1 of every model, the baselines included.",
     )
     for key in sorted(groups, key=_model_order):
         group = groups[key]
@@ -146,7 +147,7 @@ def overview_table(
             "feature": key[0],
             "n_runs": len(group),
         }
-        for metric in ("accuracy", "macro_f1", "weighted_f1"):
+        for metric in OVERVIEW_METRICS:
             stat = stat_of(group, metric)
             row[f"{metric}_mean"], row[f"{metric}_std"] = stat.mean, stat.std
         if ctx.is_velankar_data and key[1] in VELANKAR_REPORTS:
@@ -162,6 +163,7 @@ def overview_table(
         Column("Recipe", "recipe"),
         Column("Feature", "feature"),
         Column("Accuracy", "accuracy", "pm"),
+        Column("Balanced accuracy", "balanced_accuracy", "pm"),
         Column("Macro F1", "macro_f1", "pm"),
         Column("Weighted F1", "weighted_f1", "pm"),
         Column("Runs", "n_runs", "count"),
@@ -171,6 +173,9 @@ def overview_table(
     caption = (
         "Test-part scores of every model: mean ± population std over runs (seeds; with k-fold "
         "splits all folds × seeds pooled); baselines are fitted once and show a single value. "
+        "Balanced accuracy: the mean over the classes of their recall (scikit-learn's "
+        "balanced_accuracy_score); always guessing one class scores 1/(number of classes) "
+        "on it, however unbalanced the classes. "
         "A seed-ensemble row scores the mean of the seeds' class probabilities, per split "
         "(mean ± std over splits). " + _dataset_sentence(ctx)
     )
@@ -185,8 +190,7 @@ def _seed_ensemble_row(
     label = f"{name}: seed ensemble"  # not matched as the model's row
     row = {**single, "model": label, "n_runs": len(group)}
     row.pop("paper_accuracy", None)
-    for metric in ("accuracy", "macro_f1", "weighted_f1"):
-        stat = ensemble_stat(group, metric)
+    for metric, stat in ensemble_stats(group, OVERVIEW_METRICS).items():
         row[f"{metric}_mean"], row[f"{metric}_std"] = stat.mean, stat.std
     return row
 
