@@ -1,4 +1,5 @@
-# The two commands of the README, and a few more for developers.
+# The two commands of the README, and a few more for developers. Installs take the exact versions
+# of constraints.txt (`make constraints` rewrites it from the venv); pyproject.toml holds bounds.
 #   make run    set up .venv and run the default workflow (synthetic data, both papers)
 #   make test   set up .venv and run lint + the whole test suite (what CI runs)
 PYTHON ?= python3
@@ -7,14 +8,14 @@ BIN := $(VENV)/bin
 CORES ?= 2
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup run test test-fast lint bench clean
+.PHONY: setup run test test-fast lint bench clean constraints
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --constraint constraints.txt -e '.[dev]'
 	$(BIN)/merflow pretrained fetch musicnn  # weights from the musicnn wheel on PyPI, cached
 	touch $@
 
@@ -37,6 +38,9 @@ test-fast: setup
 bench: setup
 	$(BIN)/python bench/features.py
 	$(BIN)/python bench/training.py
+
+constraints: setup
+	$(BIN)/pip freeze --exclude-editable --all | grep -v '^pip==' | sed 's/+[a-z0-9.]*$$//' > constraints.txt
 
 clean:
 	rm -rf results .snakemake

@@ -1,31 +1,19 @@
-"""``merflow``: every stage of the workflow as a subcommand, usable without Snakemake.
+"""merflow: every stage of the workflow as a subcommand, usable without Snakemake.
 
 The Snakemake rules are thin calls of these subcommands; structured arguments (a dataset's spec,
 a feature's parameters) travel as JSON strings. Heavy libraries are imported inside each command,
-so ``merflow --help`` is instant.
+so ``merflow --help`` is instant. The arguments are in :mod:`merflow.cli_parser`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
-from pathlib import Path
 
 from merflow.errors import MerflowError
 
 log = logging.getLogger("merflow")
-
-
-def _json_arg(text: str) -> dict:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from exc
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("expected a JSON object")
-    return value
 
 
 # --- data ------------------------------------------------------------------------------------
@@ -198,6 +186,17 @@ def cmd_report_index(args: argparse.Namespace) -> None:
     print(f"merflow: tables and figures are indexed in {out}")
 
 
+def cmd_status(args: argparse.Namespace) -> None:
+    from merflow.status import collect, summary, table
+
+    statuses, results = collect(args.results, args.config)
+    if statuses:
+        print("\n".join(table(statuses)))
+    else:
+        print(f"merflow status: no runs under {results}", file=sys.stderr)
+    print(summary(statuses))
+
+
 # --- using a trained model ---------------------------------------------------------------------
 
 
@@ -227,151 +226,10 @@ def cmd_export(args: argparse.Namespace) -> None:
     print(f"merflow export: model written to {export(args.run_dir, args.out)}", file=sys.stderr)
 
 
-# --- the parser ------------------------------------------------------------------------------
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="merflow", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser("synth", help="generate the synthetic demo dataset")
-    p.add_argument("--out", type=Path, required=True)
-    defaults = "default: the demo dataset's (config.yaml)"
-    p.add_argument("--n-clips", type=int, help=f"clips to synthesize ({defaults})")
-    p.add_argument("--duration", type=float, help=f"seconds per clip ({defaults})")
-    p.add_argument("--sample-rate", type=int, help=f"Hz ({defaults})")
-    p.add_argument("--n-classes", type=int, help=f"2, 3 or 4 classes ({defaults})")
-    p.add_argument("--clips-per-song", type=int, help=f"clips sharing one song ({defaults})")
-    p.add_argument("--seed", type=int, help=f"the same seed gives the same audio ({defaults})")
-    p.set_defaults(func=cmd_synth)
-
-    p = sub.add_parser("index", help="read a dataset's native layout into clips/targets tables")
-    p.add_argument("--spec", type=_json_arg, required=True, help="the dataset's spec as JSON")
-    p.add_argument("--out", type=Path, required=True, help="folder for clips.parquet etc.")
-    p.add_argument("--shards", type=int, default=1)
-    p.add_argument("--on-bad-audio", choices=["quarantine", "fail"], default="quarantine")
-    p.set_defaults(func=cmd_index)
-
-    p = sub.add_parser("features", help="extract one feature for one shard of a clips table")
-    p.add_argument("--clips", type=Path, required=True)
-    p.add_argument("--feature", required=True)
-    p.add_argument("--params", type=_json_arg, default={})
-    p.add_argument("--shard", type=int, required=True)
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--quarantine", type=Path, required=True)
-    p.add_argument("--on-bad-audio", choices=["quarantine", "fail"], default="quarantine")
-    p.add_argument("--progress", action="store_true")
-    p.add_argument("--gpu", type=int, default=0, help="1: pretrained networks infer on CUDA")
-    p.set_defaults(func=cmd_features)
-
-    p = sub.add_parser("merge-features", help="merge feature shards into one table")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--quarantine", type=Path, required=True)
-    p.add_argument("--shards", type=Path, nargs="+", required=True)
-    p.add_argument("--quarantine-shards", type=Path, nargs="+", required=True)
-    p.set_defaults(func=cmd_merge_features)
-
-    p = sub.add_parser("provided-features", help="DEAM's own openSMILE CSVs as a feature table")
-    p.add_argument("--clips", type=Path, required=True)
-    p.add_argument("--root", type=Path, required=True, help="the DEAM folder")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--quarantine", type=Path, required=True)
-    p.set_defaults(func=cmd_provided_features)
-
-    p = sub.add_parser("import-embeddings", help="your own embeddings as a feature table")
-    p.add_argument("--clips", type=Path, required=True, help="the dataset's clips.parquet")
-    p.add_argument("--feature", choices=["embeddings", "embeddings_500ms"], required=True)
-    p.add_argument("--params", type=_json_arg, required=True, help='JSON: {"path": ...}')
-    p.add_argument("--out", type=Path, required=True, help="the feature table to write")
-    p.add_argument("--quarantine", type=Path, required=True, help="clips without an embedding")
-    p.set_defaults(func=cmd_import_embeddings)
-
-    p = sub.add_parser("splits", help="song-level, stratified train/val/test splits")
-    p.add_argument("--clips", type=Path, required=True)
-    p.add_argument("--targets", type=Path)
-    p.add_argument("--settings", type=_json_arg, required=True, help="method, seed, fractions")
-    p.add_argument("--split-id", required=True, help="which split to write, e.g. holdout-s0")
-    p.add_argument("--out", type=Path, required=True)
-    p.set_defaults(func=cmd_splits)
-
-    p = sub.add_parser("train", help="train one model (or fit one baseline) into a run folder")
-    p.add_argument("--run-dir", type=Path, required=True)
-    p.add_argument("--model", required=True)
-    p.add_argument("--features", type=Path, required=True)
-    p.add_argument("--clips", type=Path, required=True)
-    p.add_argument("--targets", type=Path)
-    p.add_argument("--split", type=Path, required=True)
-    p.add_argument("--seq-len", default="full", help="windows per sequence, or 'full'")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--model-options", type=_json_arg, default={})
-    p.add_argument(
-        "--train",
-        type=_json_arg,
-        default={},
-        help="training settings as JSON: epochs, patience, batch_size, lr and the recipe keys "
-        "of merflow.recipes (docs/recipes.md); unset keys keep the paper recipe",
-    )
-    p.add_argument("--gpu", type=int, default=1, help="0 forces the CPU")
-    p.add_argument("--threads", type=int)
-    p.set_defaults(func=cmd_train)
-
-    p = sub.add_parser("evaluate", help="predict and score a trained run")
-    p.add_argument("--run-dir", type=Path, required=True)
-    p.add_argument("--features", type=Path)
-    p.add_argument("--clips", type=Path)
-    p.add_argument("--targets", type=Path)
-    p.add_argument("--split", type=Path)
-    parts = ["test", "train", "val"]
-    p.add_argument("--parts", nargs="+", default=["test", "train"], choices=parts)
-    p.set_defaults(func=cmd_evaluate)
-
-    p = sub.add_parser("aggregate", help="one experiment's runs into paper-style tables")
-    p.add_argument("--experiment", required=True)
-    p.add_argument("--spec", type=_json_arg, required=True, help="the experiment's config entry")
-    p.add_argument("--dataset", type=_json_arg, required=True, help="the dataset's spec")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--metrics", type=Path, nargs="+", required=True)
-    p.add_argument("--quarantine", type=Path, nargs="*", default=[])
-    p.set_defaults(func=cmd_aggregate)
-
-    p = sub.add_parser("report-index", help="the page that links every experiment's report")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("indexes", type=Path, nargs="+")
-    p.set_defaults(func=cmd_report_index)
-
-    p = sub.add_parser("predict", help="tag new audio with a trained run or an exported model")
-    p.add_argument("--model", type=Path, required=True, help="a run folder or an exported model")
-    p.add_argument("--out", type=Path, default=Path("predictions"), help="folder for the tables")
-    p.add_argument("--format", choices=["csv", "parquet"], default="csv")
-    p.add_argument("--plot", action="store_true", help="also a PNG per song")
-    p.add_argument("--gpu", type=int, default=1, help="0 forces the CPU")
-    p.add_argument("--threads", type=int)
-    p.add_argument("inputs", type=Path, nargs="+", help="audio files or folders (searched deeply)")
-    p.set_defaults(func=cmd_predict)
-
-    p = sub.add_parser("pretrained", help="pretrained weights: fetch them into the cache")
-    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    fetch = actions.add_parser(
-        "fetch",
-        help="get the musicnn 0.1.0 wheel from PyPI (or --wheel), check it, convert its "
-        "taggers to safetensors in $MERFLOW_CACHE (default ~/.cache/merflow)",
-    )
-    fetch.add_argument("family", choices=["musicnn"], help="the weights to fetch")
-    fetch.add_argument("--wheel", type=Path, help="a musicnn-0.1.0 wheel you already have")
-    fetch.add_argument("--force", action="store_true", help="convert again though cached")
-    fetch.set_defaults(func=cmd_pretrained_fetch)
-
-    p = sub.add_parser("export", help="a run as one self-contained model folder")
-    p.add_argument("run_dir", type=Path, help="a finished run folder")
-    p.add_argument("out", type=Path, help="the model folder to write")
-    p.set_defaults(func=cmd_export)
-
-    return parser
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from merflow.cli_parser import build_parser
+
+    args = build_parser(sys.modules[__name__]).parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

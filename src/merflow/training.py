@@ -20,6 +20,11 @@ uninterrupted run (on the CPU; CUDA kernels are deterministic only as far as
 ``torch.use_deterministic_algorithms`` reaches). For the same reason ``last.pt`` stores no RNG
 states: there are none to carry over. A checkpoint resumes only the settings and the data
 (:func:`~merflow.run_data.data_fingerprint`) that wrote it.
+
+Watching a run: ``status.json`` is written as training starts (the epoch budget, the device, the
+start time, host and process: what ``merflow status`` reads), and with the ``tensorboard``
+package installed every epoch's history row also goes to TensorBoard event files in the run
+folder's ``tensorboard/`` (a resumed run appends to them).
 """
 
 from __future__ import annotations
@@ -27,9 +32,11 @@ from __future__ import annotations
 import logging
 import math
 import os
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +72,8 @@ from merflow.runs import (
     NORM_FILE,
     QUARANTINE_FILE,
     RUN_FILE,
+    STATUS_FILE,
+    TENSORBOARD_DIR,
     RunFileError,
     load_checkpoint,
 )
@@ -167,15 +176,17 @@ def train(
     remove_debris(run_dir)  # what a killed writer of this run left
     if config.threads:
         torch.set_num_threads(config.threads)
-    seed_everything(config.seed)
+    baseline = models.spec(config.model).baseline
+    device = torch.device("cpu") if baseline else select_device(config.use_gpu)
+    seed_everything(config.seed, cuda=device.type == "cuda")
+    write_status(run_dir, 1 if baseline else config.epochs, device)
     data = prepare_data(config)
     write_problems(run_dir / QUARANTINE_FILE, data.problems, stage="train")
     data.zscore.save(run_dir / NORM_FILE, data.feature_names)
-    if data.model.baseline:
-        device, options = torch.device("cpu"), dict(config.model_options)
+    if baseline:
+        options = dict(config.model_options)
         result, n_parameters = _fit_baseline(run_dir, config, data)
     else:
-        device = select_device(config.use_gpu)
         options = models.resolved_options(config.model, data.feature, config.model_options)
         result, n_parameters = _fit_network(run_dir, config, data, options, device, on_epoch_end)
     record = run_record(
@@ -189,6 +200,18 @@ def train(
     )
     write_json(record, run_dir / RUN_FILE)
     return result
+
+
+def write_status(run_dir: Path, epochs: int, device: torch.device) -> None:
+    """``status.json``: what a run in progress is up to (read by ``merflow status``)."""
+    status = {
+        "epochs": int(epochs),
+        "device": str(device),
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+    }
+    write_json(status, run_dir / STATUS_FILE)
 
 
 def _fit_baseline(run_dir: Path, config: TrainConfig, data: RunData) -> tuple[dict, int]:
@@ -247,6 +270,7 @@ def _fit_network(
     predictor = NetworkPredictor.for_config(model, device, config)
     select_by = select_rule(config, data.val)
     fixed_tensors = None if varies_by_epoch(config) else training_tensors(data, config, None)
+    board = TensorBoard(run_dir / TENSORBOARD_DIR, first_epoch=progress.epoch + 1)
     while progress.epoch < config.epochs and not progress.stopped_early:
         epoch = progress.epoch + 1
         started = time.perf_counter()
@@ -271,6 +295,7 @@ def _fit_network(
             run_dir / LAST_FILE,
         )
         _write_history(run_dir / HISTORY_FILE, progress.history)
+        board.add(row, lr=optimizer.param_groups[0]["lr"])
         log.info(
             "epoch %d/%d %s%s",
             epoch,
@@ -280,6 +305,7 @@ def _fit_network(
         )
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)
+    board.close()
     _write_history(run_dir / HISTORY_FILE, progress.history)  # also when resumed finished
     if progress.stopped_early:
         log.info(
@@ -420,6 +446,55 @@ def _write_history(path: Path, rows: list[dict]) -> None:
 
 def _finite(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
+
+
+# the TensorBoard tag of each history column (and of the learning rate)
+TENSORBOARD_TAGS = {
+    "train_loss": "loss/train",
+    "val_loss": "loss/val",
+    "train_metric": "metric/train",
+    "val_metric": "metric/val",
+    "lr": "lr",
+}
+
+
+class TensorBoard:
+    """The history rows as TensorBoard scalars (step: the epoch) in ``folder``, when the
+    ``tensorboard`` package is installed; nothing, not even the folder, without it. The writer
+    is made at the first row; ``first_epoch`` hides what an interrupted earlier writer logged
+    from there on (``purge_step``), so a resumed or restarted run shows each epoch once."""
+
+    def __init__(self, folder: Path, first_epoch: int = 1):
+        self.folder, self.first_epoch = folder, first_epoch
+        self.writer: Any = None
+        self.available = True
+
+    def add(self, row: dict, lr: float | None = None) -> None:
+        writer = self._writer()
+        if writer is None:
+            return
+        values = {**row, "lr": lr}
+        for column, tag in TENSORBOARD_TAGS.items():
+            value = values.get(column)
+            if value is not None and math.isfinite(value):
+                writer.add_scalar(tag, float(value), global_step=int(row["epoch"]))
+        writer.flush()  # watchable while the run goes on
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+    def _writer(self) -> Any:
+        if self.writer is None and self.available:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                self.available = False
+                log.debug("no tensorboard package: no TensorBoard event files")
+                return None
+            self.writer = SummaryWriter(str(self.folder), purge_step=self.first_epoch)
+        return self.writer
 
 
 # --- checkpoints ---------------------------------------------------------------------------------

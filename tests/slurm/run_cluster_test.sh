@@ -32,9 +32,10 @@ NODE=$(hostname -s)
 SYSTEM_CONF=/etc/slurm/slurm.conf
 # Test-only flags: fast status checks (the profile's own value suits real queues) and every job's
 # Slurm log kept, for inspection with MERFLOW_SLURM_KEEP=1.
-TEST_FLAGS=(--slurm-init-seconds-before-status-checks 1 --slurm-keep-successful-logs)
-
 WORK=$(mktemp -d /tmp/merflow-slurm.XXXXXX)
+# Everything the test writes stays under $WORK: Slurm's job logs too (not the checkout's .snakemake).
+TEST_FLAGS=(--slurm-init-seconds-before-status-checks 1 --slurm-keep-successful-logs
+    --slurm-logdir "$WORK/slurm-logs")
 chmod 755 "$WORK"
 declare -a STARTED_PIDS=() SLURM_PIDS=()
 OWN_SYSTEM_CONF=0
@@ -242,9 +243,11 @@ real_workflow_runs() {
     local preset=$MERFLOW_SLURM_WORKFLOW_CONFIG
     [[ -f $preset ]] || fail "MERFLOW_SLURM_WORKFLOW_CONFIG=$preset: no such file"
     snakemake_run real-local --cores 2 --resources gpu=1 --configfile "$preset" \
-        --config results_dir="$WORK/real-local" || fail "local run: see $WORK/real-local.log"
+        --directory "$WORK/real-local" --config results_dir="$WORK/real-local/results" ||
+        fail "local run: see $WORK/real-local.log"
     MERFLOW_SLURM_GPU_PARTITION=gpu snakemake_run real-slurm --profile profiles/slurm \
-        "${TEST_FLAGS[@]}" --configfile "$preset" --config results_dir="$WORK/real-slurm" ||
+        "${TEST_FLAGS[@]}" --configfile "$preset" --directory "$WORK/real-slurm" \
+        --config results_dir="$WORK/real-slurm/results" ||
         fail "Slurm run of the workflow: see $WORK/real-slurm.log"
     check --log "$WORK/real-slurm.log" --results "$WORK/real-slurm" \
         --reference "$WORK/real-local" --compare '**/metrics.json' --gpus 1 --gpu-partition gpu ||

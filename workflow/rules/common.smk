@@ -4,9 +4,11 @@ import glob
 import hashlib
 import json
 import os
+import shlex
 import sys
 
 from snakemake.exceptions import WorkflowError
+from snakemake.settings.types import DeploymentMethod
 
 from merflow import config as mfconfig
 from merflow import runs as mfruns
@@ -31,6 +33,19 @@ for name, missing in mfconfig.experiments_lacking_weights(config).items():
     del config["experiments"][name]
 
 R = config["results_dir"]
+# Every rule runs `python3 -m merflow` with the interpreter of the environment it runs in and the
+# workflow's own src/ first on the path: the Snakemake interpreter's (a venv or a system
+# Snakemake with merflow installed, activated or not), or the conda environment's (--sdm conda,
+# whose env file holds the dependencies only; conda puts its python3 first on the PATH).
+CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+SRC = shlex.quote(os.path.join(workflow.basedir, "src"))
+INTERPRETER = (
+    ""
+    if CONDA
+    else f"export PATH={shlex.quote(os.path.dirname(sys.executable))}:$PATH; "
+)
+# (the prefix is formatted by Snakemake too: its literal braces are doubled)
+shell.prefix(f"export PYTHONPATH={SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; {INTERPRETER}")
 N_SHARDS = config["features"]["shards"]
 ENV = "../../envs/merflow.yaml"
 COMPUTED_FEATURES = "|".join(features.computed())
@@ -200,6 +215,10 @@ def run_inputs(wildcards):
         "targets": f"{d}/targets.parquet",
         "split": f"{d}/splits/{wildcards.experiment}/{wildcards.split}.parquet",
     }
+
+
+def train_threads(wildcards):
+    return models.MODELS[wildcards.model].threads
 
 
 def model_options_json(wildcards):

@@ -14,7 +14,7 @@ rule synthesize:
         spec=synth_spec,
         out=output_folder,
     shell:
-        "merflow synth --out {params.out:q} --n-clips {params.spec[n_clips]}"
+        "python3 -m merflow synth --out {params.out:q} --n-clips {params.spec[n_clips]}"
         " --duration {params.spec[duration_s]} --n-classes {params.spec[n_classes]}"
         " --clips-per-song {params.spec[clips_per_song]} --seed {params.spec[seed]}"
         " --sample-rate {params.spec[sample_rate]}"
@@ -42,5 +42,5 @@ checkpoint index:
         shards=N_SHARDS,
         on_bad_audio=config["on_bad_audio"],
     shell:
-        "merflow index --spec {params.spec:q} --out {params.out:q} --shards {params.shards}"
+        "python3 -m merflow index --spec {params.spec:q} --out {params.out:q} --shards {params.shards}"
         " --on-bad-audio {params.on_bad_audio} > {log:q} 2>&1"

@@ -26,7 +26,7 @@ rule extract_features:
         feature_params=feature_params_json,
         on_bad_audio=config["on_bad_audio"],
     shell:
-        "merflow features --clips {input.clips:q} --feature {wildcards.feature:q}"
+        "python3 -m merflow features --clips {input.clips:q} --feature {wildcards.feature:q}"
         " --params {params.feature_params:q} --shard {wildcards.shard}"
         " --out {output.table:q} --quarantine {output.quarantine:q}"
         " --on-bad-audio {params.on_bad_audio} --gpu {resources.gpu} > {log:q} 2>&1"
@@ -50,7 +50,7 @@ rule import_embeddings:
         feature_params=feature_params_json,
         content=imported_fingerprint,
     shell:
-        "merflow import-embeddings --clips {input.clips:q} --feature {wildcards.feature:q}"
+        "python3 -m merflow import-embeddings --clips {input.clips:q} --feature {wildcards.feature:q}"
         " --params {params.feature_params:q} --out {output.table:q}"
         " --quarantine {output.quarantine:q} > {log:q} 2>&1"
 
@@ -71,7 +71,7 @@ rule fetch_pretrained:
     conda:
         ENV
     shell:
-        "merflow pretrained fetch musicnn > {log:q} 2>&1"
+        "python3 -m merflow pretrained fetch musicnn > {log:q} 2>&1"
 
 
 rule merge_features:
@@ -88,7 +88,7 @@ rule merge_features:
     conda:
         ENV
     shell:
-        "merflow merge-features --out {output.table:q} --quarantine {output.quarantine:q}"
+        "python3 -m merflow merge-features --out {output.table:q} --quarantine {output.quarantine:q}"
         " --shards {input.tables:q} --quarantine-shards {input.quarantine:q} > {log:q} 2>&1"
 
 
@@ -107,5 +107,5 @@ rule provided_features:
     params:
         root=dataset_root,
     shell:
-        "merflow provided-features --clips {input.clips:q} --root {params.root:q}"
+        "python3 -m merflow provided-features --clips {input.clips:q} --root {params.root:q}"
         " --out {output.table:q} --quarantine {output.quarantine:q} > {log:q} 2>&1"

@@ -21,6 +21,6 @@ rule predict:
     params:
         job=predict_settings,
     shell:
-        "merflow predict --model {params.job[model]:q} --out {output:q}"
+        "python3 -m merflow predict --model {params.job[model]:q} --out {output:q}"
         " --format {params.job[format]:q} {params.job[plot]} --gpu {resources.gpu}"
         " --threads {threads} {input.audio:q} > {log:q} 2>&1"

@@ -26,7 +26,7 @@ rule aggregate:
         experiment=experiment_json,
         dataset=dataset_spec_json,
     shell:
-        "merflow aggregate --experiment {wildcards.experiment:q} --spec {params.experiment:q}"
+        "python3 -m merflow aggregate --experiment {wildcards.experiment:q} --spec {params.experiment:q}"
         " --dataset {params.dataset:q} --out {output:q} --metrics {input.metrics:q}"
         " --quarantine {input.quarantine:q} > {log:q} 2>&1"
 
@@ -48,4 +48,4 @@ rule report_index:
     params:
         indexes=experiment_indexes,
     shell:
-        "merflow report-index --out {output:q} {params.indexes:q} > {log:q} 2>&1"
+        "python3 -m merflow report-index --out {output:q} {params.indexes:q} > {log:q} 2>&1"

@@ -15,6 +15,6 @@ rule make_split:
     params:
         settings=split_settings_json,
     shell:
-        "merflow splits --clips {input.clips:q} --targets {input.targets:q}"
+        "python3 -m merflow splits --clips {input.clips:q} --targets {input.targets:q}"
         " --settings {params.settings:q} --split-id {wildcards.split:q} --out {output:q}"
         " > {log:q} 2>&1"

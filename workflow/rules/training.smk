@@ -19,7 +19,7 @@ rule train:
         model=NETWORKS,
     conda:
         ENV
-    threads: 2
+    threads: train_threads
     resources:
         gpu=1,
         mem_mb=4000,
@@ -28,7 +28,7 @@ rule train:
         train=train_settings_json,
         run_dir=output_folder,
     shell:
-        "merflow train --run-dir {params.run_dir:q} --model {wildcards.model:q}"
+        "python3 -m merflow train --run-dir {params.run_dir:q} --model {wildcards.model:q}"
         " --features {input.features:q} --clips {input.clips:q} --targets {input.targets:q}"
         " --split {input.split:q} --seq-len {wildcards.seq_len:q} --seed {wildcards.seed}"
         " --model-options {params.model_options:q} --train {params.train:q}"
@@ -51,7 +51,7 @@ rule fit_baseline:
     params:
         run_dir=output_folder,
     shell:
-        "merflow train --run-dir {params.run_dir:q} --model {wildcards.model:q}"
+        "python3 -m merflow train --run-dir {params.run_dir:q} --model {wildcards.model:q}"
         " --features {input.features:q} --clips {input.clips:q} --targets {input.targets:q}"
         " --split {input.split:q} --seq-len {wildcards.seq_len:q} --seed {wildcards.seed}"
         " --gpu 0 --threads {threads} > {log:q} 2>&1"
@@ -73,6 +73,6 @@ rule evaluate:
     params:
         run_dir=output_folder,
     shell:
-        "merflow evaluate --run-dir {params.run_dir:q}"
+        "python3 -m merflow evaluate --run-dir {params.run_dir:q}"
         " --features {input.features:q} --clips {input.clips:q} --targets {input.targets:q}"
         " --split {input.split:q} --parts test train > {log:q} 2>&1"

@@ -33,6 +33,9 @@ class ModelSpec:
     options' defaults are (a baseline class holds its own). ``sequence``: trained on ``seq_len``
     chunks of windows. ``baseline``: a deterministic fit on the CPU, one run for every seed.
     ``feature_options``: options a paper sets per input feature (Malik's dropout on log-mel).
+    ``threads``: the CPU threads a training job of it asks for; tiny recurrent networks run no
+    faster on two, and lose several times over when another job shares the cores
+    (bench/training.py --threads).
     """
 
     name: str
@@ -45,6 +48,7 @@ class ModelSpec:
     baseline: bool = False
     paper: str | None = None
     feature_options: str | None = None
+    threads: int = 1
 
     def builder(self) -> Any:
         """The build function (networks) or class (baselines), imported now."""
@@ -86,12 +90,12 @@ MODELS: dict[str, ModelSpec] = catalog(
     ModelSpec(
         "velankar_crnn", "classification", ("frames",), "CRNN",
         f"{VELANKAR}:build_velankar_crnn", f"{VELANKAR}:CRNN_DEFAULTS",
-        paper="Velankar et al., Fig. 3",
+        paper="Velankar et al., Fig. 3", threads=2,
     ),
     ModelSpec(
         "velankar_parallel", "classification", ("frames",), "Parallel CNN-RNN",
         f"{VELANKAR}:build_velankar_parallel", f"{VELANKAR}:PARALLEL_DEFAULTS",
-        paper="Velankar et al., Fig. 4",
+        paper="Velankar et al., Fig. 4", threads=2,
     ),
     ModelSpec(
         "mlp", "classification", ("clip",), "MLP head", "merflow.models.heads:build_mlp",
