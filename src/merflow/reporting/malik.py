@@ -1,8 +1,9 @@
 """Regression experiments in the layout of Malik et al. 2017: Tables 1(a), 1(b) and 2, plus
 two figures beyond the paper (annotation vs prediction over time, song means in the V–A plane).
 
-Every RMSE, r, R² and CCC is the run's score per song, averaged over songs (MediaEval 2015),
-then mean ± std over the runs of a configuration (:mod:`merflow.reporting.runs`). The paper's
+Every RMSE and r is the run's score per song, averaged over songs (MediaEval 2015); R² and
+CCC are pooled over all frames of the evaluation part (per song they mostly measure how flat
+one song's annotation is). Each is then mean ± std over the runs of a configuration (:mod:`merflow.reporting.runs`). The paper's
 own ± is over five runs with different initializations: the same construction with its seeds.
 Table 2 has R² and CCC columns beyond the paper, which reports RMSE only (its rows show —).
 """
@@ -45,8 +46,8 @@ SECTION_TABLES = "Malik et al. 2017: tables"
 SECTION_FIGURES = "Beyond the paper: predictions of the best network run"
 BRANCHED = "malik_crnn"  # Table 1 reports the branched CRNN by sequence length
 N_EXAMPLE_SONGS = 3
-# Table 2's per-song scores beside RMSE: (flat metric name, column group), valence and arousal
-TABLE2_SCORES = (("r", "Pearson r"), ("r2", "R²"), ("ccc", "CCC"))
+# Table 2's scores beside RMSE: (flat metric name, column group, "song" or "pooled")
+TABLE2_SCORES = (("r", "Pearson r", "song"), ("r2", "R²", "pooled"), ("ccc", "CCC", "pooled"))
 
 
 def build_malik_report(ctx: ReportContext, runs: Sequence[RunResult]) -> None:
@@ -201,9 +202,9 @@ def table2(ctx: ReportContext, feature: str, runs: Sequence[RunResult]) -> Table
             "n_parameters": _parameters(group),
             "n_runs": len(group),
         }
-        for metric, _ in TABLE2_SCORES:
+        for metric, _, scope in TABLE2_SCORES:
             for dim in ("valence", "arousal"):
-                stat = stat_of(group, f"{dim}_{metric}_song", "test")
+                stat = stat_of(group, f"{dim}_{metric}_{scope}", "test")
                 row[f"{metric}_{dim}_mean"], row[f"{metric}_{dim}_std"] = stat.mean, stat.std
         row["recipe"] = (
             "-" if group[0].is_baseline else ", ".join(sorted({r.recipe for r in group}))
@@ -220,7 +221,7 @@ def table2(ctx: ReportContext, feature: str, runs: Sequence[RunResult]) -> Table
         *_rmse_columns("rmse", "RMSE"),
         *(
             Column(dim.capitalize(), f"{metric}_{dim}", "pm", group=group)
-            for metric, group in TABLE2_SCORES
+            for metric, group, _ in TABLE2_SCORES
             for dim in ("valence", "arousal")
         ),
         Column("Parameters", "n_parameters", "count"),
@@ -237,10 +238,10 @@ def table2(ctx: ReportContext, feature: str, runs: Sequence[RunResult]) -> Table
             "Ensemble rows score the mean of several runs' predictions per split (the seeds of "
             "one sequence length, or every sequence length and seed), mean ± std over splits",
             _rmse_convention(runs),
-            "Pearson r, R² (coefficient of determination, 1 - SS_res/SS_tot) and CCC (Lin's "
-            "concordance correlation coefficient) likewise per song, then averaged over the "
-            "songs where each is defined (r: prediction and annotation not constant; R²: "
-            "annotation not constant).",
+            "Pearson r likewise per song, then averaged over the songs where it is defined "
+            "(prediction and annotation not constant); R² (coefficient of determination, "
+            "1 - SS_res/SS_tot) and CCC (Lin's concordance correlation coefficient) pooled "
+            "over every frame of the evaluation part.",
             "R² and CCC are beyond the paper, which reports RMSE only.",
             _comparability(ctx, show_published, cites_li=True),
         ]
@@ -262,12 +263,12 @@ def _seq_len_ensemble_rows(groups: dict[tuple[str, str, str], list[RunResult]]) 
 
 def _ensemble_row(single: dict[str, Any], runs: Sequence[RunResult], kind: str) -> dict:
     row = {**single, "method": f"{single['method']} ({kind})", "n_runs": len(runs)}
-    cells = [("rmse", dim) for dim in DIMENSIONS] + [
-        (metric, dim) for metric, _ in TABLE2_SCORES for dim in ("valence", "arousal")
+    cells = [("rmse", dim, "song") for dim in DIMENSIONS] + [
+        (metric, dim, scope) for metric, _, scope in TABLE2_SCORES for dim in ("valence", "arousal")
     ]
-    stats = ensemble_stats(runs, [f"{dim}_{metric}_song" for metric, dim in cells])
-    for metric, dim in cells:
-        stat = stats[f"{dim}_{metric}_song"]
+    stats = ensemble_stats(runs, [f"{dim}_{metric}_{scope}" for metric, dim, scope in cells])
+    for metric, dim, scope in cells:
+        stat = stats[f"{dim}_{metric}_{scope}"]
         row[f"{metric}_{dim}_mean"], row[f"{metric}_{dim}_std"] = stat.mean, stat.std
     return row
 
