@@ -19,8 +19,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/merflow pretrained fetch musicnn  # weights from the musicnn wheel on PyPI, cached
 	touch $@
 
+# gpu = the CUDA devices torch sees: 0 on a CPU machine, so training jobs run side by side there.
 run: setup
-	$(BIN)/snakemake --cores $(CORES) --resources gpu=1 --rerun-incomplete
+	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete \
+	  --resources gpu=$$($(BIN)/python -c 'import torch; print(torch.cuda.device_count())')
 	@echo "Tables and figures: results/report/index.md"
 
 lint: setup
