@@ -2,7 +2,7 @@
 
 A run directory leans on the results tree around it: the feature parameters live in the metadata
 of the feature table it was trained on, the class names in the clips table. :func:`export` copies
-all of it into one folder (docs: README, "Tagging new music")::
+all of it into one folder (docs/tagging.md)::
 
     model.json           what predict needs (:func:`run_spec`), plus the run's provenance
                          (run.json as ``training``) and its metrics (``metrics``: part -> metrics)

@@ -14,7 +14,7 @@ the very parameters of its feature table, z-scores it with the training statisti
   left out and none is padded. A song shorter than one segment is one segment padded as in
   training (the feature's ``pad`` policy), which is then exactly the training input.
 
-Outputs of :func:`predict_files` (CSV or Parquet; README "Tagging new music")::
+Outputs of :func:`predict_files` (CSV or Parquet; docs/tagging.md)::
 
     songs.<fmt>                  one row a song: clip_id, path, duration_s, and n_windows +
                                  arousal, valence (means) or n_segments + predicted, p_<class>

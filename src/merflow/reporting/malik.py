@@ -3,9 +3,10 @@ two figures beyond the paper (annotation vs prediction over time, song means in 
 
 Every RMSE and r is the run's score per song, averaged over songs (MediaEval 2015); R² and
 CCC are pooled over all frames of the evaluation part (per song they mostly measure how flat
-one song's annotation is). Each is then mean ± std over the runs of a configuration (:mod:`merflow.reporting.runs`). The paper's
-own ± is over five runs with different initializations: the same construction with its seeds.
-Table 2 has R² and CCC columns beyond the paper, which reports RMSE only (its rows show —).
+one song's annotation is). Each is then mean ± std over the runs of a configuration
+(:mod:`merflow.reporting.runs`). The paper's own ± is over five runs with different
+initializations: the same construction with its seeds. Table 2 has R² and CCC columns beyond
+the paper, which reports RMSE only (its rows show —).
 """
 
 from __future__ import annotations
