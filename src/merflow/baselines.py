@@ -121,14 +121,11 @@ class LogisticBaseline(Baseline):
         from sklearn.linear_model import LogisticRegression
 
         settings = cls.options(options)
-        _check_two_classes(train, "logistic")
-        stats = clip_statistics(train.features, train.n_valid_frames)
-        centre, scale = stats.mean(0), stats.std(0)
-        scale = np.where(scale < 1e-8, 1.0, scale)
+        x, centre, scale = _standardized_statistics(train, "logistic")
         model = LogisticRegression(
             C=settings["C"], max_iter=settings["max_iter"], random_state=seed
         )
-        model.fit((stats - centre) / scale, train.labels)
+        model.fit(x, train.labels)
         coef, intercept = _full_class_weights(model, len(train.classes))
         return cls(centre=centre, scale=scale, coef=coef, intercept=intercept)
 
@@ -145,11 +142,7 @@ class SvmBaseline(Baseline):
     @classmethod
     def fit(cls, train: FrameClips, options: dict, seed: int) -> SvmBaseline:
         settings = cls.options(options)
-        _check_two_classes(train, "svm")
-        stats = clip_statistics(train.features, train.n_valid_frames)
-        centre, scale = stats.mean(0), stats.std(0)
-        scale = np.where(scale < 1e-8, 1.0, scale)
-        x = (stats - centre) / scale
+        x, centre, scale = _standardized_statistics(train, "svm")
         gammas = [1.0 / (x.shape[1] * x.var()) if g == "scale" else g for g in settings["gamma"]]
         chosen = _grid_search(x, train.labels, {"C": list(settings["C"]), "gamma": gammas})
         return cls(
@@ -196,6 +189,18 @@ def _grid_search(x: np.ndarray, labels: np.ndarray, grid: dict[str, list]) -> di
         return {"C": grid["C"][0], "gamma": grid["gamma"][0]}
     search = GridSearchCV(SVC(kernel="rbf"), grid, cv=StratifiedKFold(folds), scoring="f1_macro")
     return search.fit(x, labels).best_params_
+
+
+def _standardized_statistics(
+    train: FrameClips, name: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The training clips' vectors z-scored, with the centre and scale that did it (a constant
+    column keeps scale 1)."""
+    _check_two_classes(train, name)
+    stats = clip_statistics(train.features, train.n_valid_frames)
+    centre, scale = stats.mean(0), stats.std(0)
+    scale = np.where(scale < 1e-8, 1.0, scale)
+    return (stats - centre) / scale, centre, scale
 
 
 def _check_two_classes(train: FrameClips, name: str) -> None:
