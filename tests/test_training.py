@@ -20,7 +20,8 @@ from merflow.io import read_json, read_table, write_table
 from merflow.recipes import TrainConfig
 from merflow.run_data import ZScore
 from merflow.sequences import chunk_starts, make_sequences
-from merflow.training import HISTORY_COLUMNS, Progress, _advance, train
+from merflow.tracking import HISTORY_COLUMNS
+from merflow.training import Progress, _advance, train
 
 N_FEATURES = 6
 FIRST_TARGET = 6  # like DEAM: the first windows of every clip carry no annotation

@@ -20,11 +20,8 @@ uninterrupted run (on the CPU; CUDA kernels are deterministic only as far as
 ``torch.use_deterministic_algorithms`` reaches). For the same reason ``last.pt`` stores no RNG
 states: there are none to carry over. A checkpoint resumes only the settings and the data
 (:func:`~merflow.run_data.data_fingerprint`) that wrote it.
-
-Watching a run: ``status.json`` is written as training starts (the epoch budget, the device, the
-start time, host and process: what ``merflow status`` reads), and with the ``tensorboard``
-package installed every epoch's history row also goes to TensorBoard event files in the run
-folder's ``tensorboard/`` (a resumed run appends to them).
+What a run reports while it trains (``history.csv``, ``status.json``, TensorBoard) is
+:mod:`merflow.tracking`.
 """
 
 from __future__ import annotations
@@ -32,22 +29,19 @@ from __future__ import annotations
 import logging
 import math
 import os
-import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F  # noqa: N812 (the torch convention)
 from sklearn.metrics import f1_score
 from torch import nn
 
-from merflow import baselines, models
+from merflow import baselines, models, tracking
 from merflow.data import ClipVectors, FrameClips, WindowedClips
 from merflow.devices import epoch_seed, seed_everything, select_device
 from merflow.inference import NetworkPredictor
@@ -72,15 +66,12 @@ from merflow.runs import (
     NORM_FILE,
     QUARANTINE_FILE,
     RUN_FILE,
-    STATUS_FILE,
     TENSORBOARD_DIR,
     RunFileError,
     load_checkpoint,
 )
 
 log = logging.getLogger(__name__)
-
-HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "train_metric", "val_metric", "seconds")
 
 
 # --- losses and scores ---------------------------------------------------------------------------
@@ -139,9 +130,6 @@ def score(predictor, data: WindowedClips | FrameClips) -> tuple[float, float]:
     )
 
 
-# --- networks: prediction --------------------------------------------------------------------
-
-
 # --- networks: training --------------------------------------------------------------------------
 
 
@@ -179,7 +167,7 @@ def train(
     baseline = models.spec(config.model).baseline
     device = torch.device("cpu") if baseline else select_device(config.use_gpu)
     seed_everything(config.seed, cuda=device.type == "cuda")
-    write_status(run_dir, 1 if baseline else config.epochs, device)
+    tracking.write_status(run_dir, 1 if baseline else config.epochs, device)
     data = prepare_data(config)
     write_problems(run_dir / QUARANTINE_FILE, data.problems, stage="train")
     data.zscore.save(run_dir / NORM_FILE, data.feature_names)
@@ -202,27 +190,15 @@ def train(
     return result
 
 
-def write_status(run_dir: Path, epochs: int, device: torch.device) -> None:
-    """``status.json``: what a run in progress is up to (read by ``merflow status``)."""
-    status = {
-        "epochs": int(epochs),
-        "device": str(device),
-        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-    }
-    write_json(status, run_dir / STATUS_FILE)
-
-
 def _fit_baseline(run_dir: Path, config: TrainConfig, data: RunData) -> tuple[dict, int]:
     started = time.perf_counter()
     fitted = baselines.fit(config.model, data.train, config.model_options, seed=config.seed)
     fitted.save(run_dir / BASELINE_FILE)
     train_loss, train_metric = score(fitted, data.train)
     val_loss, val_metric = score(fitted, data.val)
-    row = _history_row(1, train_loss, val_loss, train_metric, val_metric, started)
-    _write_history(run_dir / HISTORY_FILE, [row])
-    log.info("%s fitted: %s", config.model, _describe(row))
+    row = tracking.history_row(1, train_loss, val_loss, train_metric, val_metric, started)
+    tracking.write_history(run_dir / HISTORY_FILE, [row])
+    log.info("%s fitted: %s", config.model, tracking.describe(row))
     result = {
         "best_epoch": 1,
         "best_val_loss": _finite(val_loss),
@@ -270,7 +246,7 @@ def _fit_network(
     predictor = NetworkPredictor.for_config(model, device, config)
     select_by = select_rule(config, data.val)
     fixed_tensors = None if varies_by_epoch(config) else training_tensors(data, config, None)
-    board = TensorBoard(run_dir / TENSORBOARD_DIR, first_epoch=progress.epoch + 1)
+    board = tracking.TensorBoard(run_dir / TENSORBOARD_DIR, first_epoch=progress.epoch + 1)
     while progress.epoch < config.epochs and not progress.stopped_early:
         epoch = progress.epoch + 1
         started = time.perf_counter()
@@ -284,7 +260,7 @@ def _fit_network(
             model, optimizer, scaler, tensors, data.model.task, config, epoch, device, use_amp
         )
         val_loss, val_metric, selection = validate(predictor, data.val, select_by)
-        row = _history_row(epoch, train_loss, val_loss, train_metric, val_metric, started)
+        row = tracking.history_row(epoch, train_loss, val_loss, train_metric, val_metric, started)
         _advance(progress, row, config.patience, selection, keep=config.checkpoint_ensemble)
         if config.checkpoint_ensemble > 1:
             kept_states = _keep_state(kept_states, progress, epoch, model)
@@ -294,19 +270,19 @@ def _fit_network(
             _checkpoint(config, data_key, model, optimizer, scaler, progress, kept_states),
             run_dir / LAST_FILE,
         )
-        _write_history(run_dir / HISTORY_FILE, progress.history)
+        tracking.write_history(run_dir / HISTORY_FILE, progress.history)
         board.add(row, lr=optimizer.param_groups[0]["lr"])
         log.info(
             "epoch %d/%d %s%s",
             epoch,
             config.epochs,
-            _describe(row),
+            tracking.describe(row),
             " *" if progress.best_epoch == epoch else "",
         )
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)
     board.close()
-    _write_history(run_dir / HISTORY_FILE, progress.history)  # also when resumed finished
+    tracking.write_history(run_dir / HISTORY_FILE, progress.history)  # also when resumed finished
     if progress.stopped_early:
         log.info(
             "early stopping: no better validation %s for %d epochs",
@@ -422,79 +398,8 @@ def _advance(
         progress.stopped_early = progress.epochs_since_best >= patience
 
 
-def _history_row(epoch, train_loss, val_loss, train_metric, val_metric, started) -> dict:
-    return {
-        "epoch": int(epoch),
-        "train_loss": float(train_loss),
-        "val_loss": float(val_loss),
-        "train_metric": float(train_metric),
-        "val_metric": float(val_metric),
-        "seconds": round(time.perf_counter() - started, 4),
-    }
-
-
-def _describe(row: dict) -> str:
-    return (
-        " ".join(f"{k}={row[k]:.4f}" for k in HISTORY_COLUMNS[1:-1]) + f" ({row['seconds']:.1f} s)"
-    )
-
-
-def _write_history(path: Path, rows: list[dict]) -> None:
-    with atomic_path(path) as tmp:
-        pd.DataFrame(rows, columns=list(HISTORY_COLUMNS)).to_csv(tmp, index=False)
-
-
 def _finite(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
-
-
-# the TensorBoard tag of each history column (and of the learning rate)
-TENSORBOARD_TAGS = {
-    "train_loss": "loss/train",
-    "val_loss": "loss/val",
-    "train_metric": "metric/train",
-    "val_metric": "metric/val",
-    "lr": "lr",
-}
-
-
-class TensorBoard:
-    """The history rows as TensorBoard scalars (step: the epoch) in ``folder``, when the
-    ``tensorboard`` package is installed; nothing, not even the folder, without it. The writer
-    is made at the first row; ``first_epoch`` hides what an interrupted earlier writer logged
-    from there on (``purge_step``), so a resumed or restarted run shows each epoch once."""
-
-    def __init__(self, folder: Path, first_epoch: int = 1):
-        self.folder, self.first_epoch = folder, first_epoch
-        self.writer: Any = None
-        self.available = True
-
-    def add(self, row: dict, lr: float | None = None) -> None:
-        writer = self._writer()
-        if writer is None:
-            return
-        values = {**row, "lr": lr}
-        for column, tag in TENSORBOARD_TAGS.items():
-            value = values.get(column)
-            if value is not None and math.isfinite(value):
-                writer.add_scalar(tag, float(value), global_step=int(row["epoch"]))
-        writer.flush()  # watchable while the run goes on
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
-
-    def _writer(self) -> Any:
-        if self.writer is None and self.available:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                self.available = False
-                log.debug("no tensorboard package: no TensorBoard event files")
-                return None
-            self.writer = SummaryWriter(str(self.folder), purge_step=self.first_epoch)
-        return self.writer
 
 
 # --- checkpoints ---------------------------------------------------------------------------------
