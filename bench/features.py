@@ -11,7 +11,9 @@ seconds of audio processed per wall-clock second for
 * the stage over shards in 1 and in N worker processes (what ``snakemake --cores N`` does);
 * the pretrained embeddings, decoding included, on torch's 2 threads: ``musicnn`` (3 s patches
   one after the other) and ``musicnn_500ms`` (a 3 s patch every 0.5 s), if their weights are
-  cached (goals: 50x and 10x real time).
+  cached (goals: 50x and 10x real time);
+* a feature job's start-up: a fresh interpreter importing merflow and computing one second of
+  silence (what each Snakemake job pays before its first clip), and whether it loaded torch.
 
 The single-process measurements are interleaved clip by clip and repeated, and the least time of
 each is kept: on a machine shared with other jobs, load then hits every method alike instead of
@@ -26,6 +28,8 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -149,6 +153,7 @@ def main() -> None:
         many = walls[f"stage: all 3, {n_shards} shards, {args.processes} process(es)"]
         print(f"{args.processes} processes vs 1: {one / many:.2f}x (target >= 1.8x)")
     embeddings(clips, seconds)
+    start_up()
 
 
 def embeddings(clips: pd.DataFrame, seconds: float) -> None:
@@ -168,6 +173,35 @@ def embeddings(clips: pd.DataFrame, seconds: float) -> None:
         extract_shard(clips, name, {})
         speed = seconds / (time.perf_counter() - start)
         print(f"{name}: {speed:.0f}x real time on 2 threads, decoding included (goal >= {goal}x)")
+
+
+START_UP = """
+import sys, time
+start = time.perf_counter()
+import numpy as np
+from merflow.features import compute_clip
+rate = 16000 if sys.argv[1].startswith("musicnn") else 22050  # musicnn's rate is fixed
+compute_clip(sys.argv[1], np.zeros(rate, np.float32), {"sample_rate": rate})
+print(f"{time.perf_counter() - start:.2f} {'torch' in sys.modules}")
+"""
+
+
+def start_up() -> None:
+    """Each feature job's start-up in a fresh interpreter, least of 3."""
+    from merflow.pretrained.fetch import is_cached
+
+    names = CLASSIC + (("musicnn",) if is_cached("MSD_musicnn") else ())
+    print()
+    for name in names:
+        runs = [
+            subprocess.run(
+                [sys.executable, "-c", START_UP, name], capture_output=True, text=True, check=True
+            ).stdout.split()
+            for _ in range(3)
+        ]
+        seconds, torch_loaded = min(runs, key=lambda r: float(r[0]))
+        loads = "loads torch" if torch_loaded == "True" else "no torch"
+        print(f"job start-up, {name}: {float(seconds):.2f} s (imports + 1 s of silence; {loads})")
 
 
 if __name__ == "__main__":
