@@ -7,7 +7,7 @@ import runpy
 import shutil
 
 import pandas as pd
-from conftest import REPO
+from workflow_utils import REPO
 
 
 def python_blocks(markdown: str) -> list[str]:
