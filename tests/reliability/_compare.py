@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -17,6 +18,8 @@ NOT_BYTE_COMPARABLE = (
     ".benchmark.tsv",
     "run.json",  # wall time, git revision, versions: its "result" is compared by value
     "history.csv",  # a 'seconds' column: compared without it
+    "status.json",  # start time, host and process of the run
+    "tensorboard/",  # event files named and stamped with the clock
     ".pt",  # torch's zip container: compared tensor by tensor
     ".png",  # figures are not tables
     "clips.parquet",  # absolute audio paths, inside each run's own results folder
@@ -27,6 +30,12 @@ NOT_BYTE_COMPARABLE = (
 
 def files(results: Path) -> dict[str, Path]:
     return {str(p.relative_to(results)): p for p in sorted(results.rglob("*")) if p.is_file()}
+
+
+def file_names(results: Path) -> set[str]:
+    """The files of a run, a TensorBoard event file by its folder (its name holds the clock)."""
+    event_file = re.compile(r"/tensorboard/events\.out\.tfevents\..*$")
+    return {event_file.sub("/tensorboard/events", name) for name in files(results)}
 
 
 def byte_comparable(relative: str) -> bool:
