@@ -19,7 +19,6 @@ malik_crnn (seq_len 10) on musicnn_500ms; RMSE of arousal and valence per song.
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -134,11 +133,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, help="cap the networks' epochs (a quick look)")
     parser.add_argument("--networks", action="store_true", help="velankar_crnn on every set")
-    parser.add_argument("--cores", type=int, default=2)
-    parser.add_argument("--gpus", type=int, default=0)
-    parser.add_argument("--data", type=Path, default=driver.REPO.parent / "shared" / "data")
-    parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "merflow-emb")
-    parser.add_argument("--table-only", action="store_true", help="read finished runs only")
+    driver.add_run_arguments(parser, "merflow-emb", gpus=0)
     return parser.parse_args(argv)
 
 

@@ -249,11 +249,19 @@ def paired_table(results: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def add_run_arguments(parser: argparse.ArgumentParser, out: str, gpus: int) -> None:
+    """The flags every workflow-driving bench script shares: data, output, resources."""
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / out)
+    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--gpus", type=int, default=gpus, help="Snakemake's gpu resource")
+    parser.add_argument("--table-only", action="store_true", help="read finished runs only")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
-    parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "merflow-recipes")
+    add_run_arguments(parser, "merflow-recipes", gpus=1)
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
@@ -263,9 +271,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, help="cap both recipes' epochs: a quick look only")
     parser.add_argument("--synth-clips", type=int, default=48)
     parser.add_argument("--synth-seconds", type=float, default=30.0)
-    parser.add_argument("--cores", type=int, default=2)
-    parser.add_argument("--gpus", type=int, default=1, help="Snakemake's gpu resource")
-    parser.add_argument("--table-only", action="store_true", help="read finished runs only")
     return parser.parse_args(argv)
 
 
