@@ -10,8 +10,8 @@ docs/embeddings.md (also ``OUT/embeddings.md``, rows in ``OUT/embeddings.csv``).
     nice -n 10 .venv/bin/python bench/embeddings.py --datasets 4q emotify vgmidi emomusic \\
         [--folds 5] [--seeds 0 1 2] [--cores 2] [--out DIR]
 
-Classification (4q, emotify): logistic on log-mel statistics, merflow's velankar_crnn on
-log-mel (4q; ``--networks`` adds it elsewhere), and logistic / svm / mlp on each musicnn
+Classification (4q, emotify): logistic on log-mel statistics, merflow's Velankar networks on
+log-mel (4q; ``--networks`` adds them elsewhere), and logistic / svm / mlp on each musicnn
 variant; macro-F1. Regression (vgmidi, emomusic): ridge on log-mel windows, ridge and
 malik_crnn (seq_len 10) on musicnn_500ms; RMSE of arousal and valence per song.
 """
@@ -57,7 +57,7 @@ def configs(name: str, args, folder: Path) -> dict[str, dict]:
     classify = name in CLASSIFICATION
     base = {"logmel": ["logistic"] if classify else ["ridge"]}
     if classify and (name == "4q" or args.networks):
-        base["logmel"] += ["velankar_crnn"]
+        base["logmel"] += ["velankar_crnn", "velankar_parallel"]
     found = {"logmel": (features, "logmel" if classify else "logmel_500ms", base["logmel"])}
     for variant, params in VARIANTS.items():
         if classify:
@@ -132,7 +132,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, help="cap the networks' epochs (a quick look)")
-    parser.add_argument("--networks", action="store_true", help="velankar_crnn on every set")
+    parser.add_argument(
+        "--networks", action="store_true", help="the Velankar networks on every set"
+    )
     driver.add_run_arguments(parser, "merflow-emb", gpus=0)
     return parser.parse_args(argv)
 

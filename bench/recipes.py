@@ -126,7 +126,7 @@ def run_workflow(folder: Path, config: dict, cores: int, gpus: int) -> None:
     configfile.write_text(yaml.safe_dump(config, sort_keys=False))
     env = dict(os.environ, PATH=f"{SNAKEMAKE.parent}{os.pathsep}{os.environ['PATH']}")
     cmd = [SNAKEMAKE, "-s", REPO / "Snakefile", "-d", folder, "--configfile", configfile]
-    cmd += ["--cores", cores, "--resources", f"gpu={gpus}", "--keep-going"]
+    cmd += ["--cores", cores, "--resources", f"gpu={gpus}", "--keep-going", "--rerun-incomplete"]
     done = subprocess.run(list(map(str, cmd)), env=env, stdout=sys.stderr, check=False)
     if done.returncode:
         raise SystemExit(f"snakemake failed in {folder}: see the job logs under its results/")
