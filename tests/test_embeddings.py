@@ -15,7 +15,7 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
-from workflow_utils import run_snakemake
+from workflow_utils import executed_jobs, run_snakemake
 
 from merflow import baselines
 from merflow.data import ClipVectors
@@ -231,6 +231,24 @@ def test_without_cached_weights_the_demo_leaves_the_musicnn_rows_out_with_one_li
         "merflow: experiment 'emb' left out: the MSD_musicnn weights are not cached; run "
         "`merflow pretrained fetch musicnn` to include it"
     ]
+
+
+def test_one_job_fetches_both_taggers_for_all_features(tmp_path, monkeypatch):
+    """Two features on the two taggers, nothing cached: one fetch job writes both files (two
+    jobs would convert the same wheel at once into the same folder)."""
+    fetched = {**EMBEDDING_EXPERIMENT, "skip_without_weights": False}
+    both = {"emb": fetched, "win": {**fetched, "features": ["musicnn_500ms"], "models": ["ridge"]}}
+    features = {"shards": 2, "musicnn_500ms": {"model": "MTT_musicnn"}}
+    (tmp_path / "c.yaml").write_text(
+        yaml.safe_dump({**TINY, "features": features, "experiments": both})
+    )
+    monkeypatch.setenv("MERFLOW_CACHE", str(tmp_path / "empty cache"))
+    out = run_snakemake(tmp_path, "-n", configfile=tmp_path / "c.yaml")
+    assert out.returncode == 0, out.stderr[-3000:]
+    fetches = [
+        wildcards for rule, wildcards in executed_jobs(out.stdout) if rule == "fetch_pretrained"
+    ]
+    assert len(fetches) == 1
 
 
 @pytest.mark.slow

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,7 @@ import torch
 from safetensors.numpy import load_file
 
 from merflow.pretrained import musicnn
+from merflow.pretrained.fetch import cached_card, weights_path
 from merflow.pretrained.tfbundle import (
     TABLE_MAGIC,
     CheckpointError,
@@ -276,7 +279,7 @@ def test_convert_checkpoint_keeps_the_model_and_feeds_the_cache(tmp_path, monkey
     (tmp_path / "MTT_musicnn").mkdir()
     write_bundle(str(tmp_path / "MTT_musicnn") + "/", weights, per_block=16)
     monkeypatch.setenv("MERFLOW_CACHE", str(tmp_path / "cache"))
-    out = musicnn.cached_weights_path("MTT_musicnn")
+    out = weights_path("MTT_musicnn")
     assert out == tmp_path / "cache" / "musicnn" / "MTT_musicnn.safetensors"
     musicnn.convert_checkpoint(tmp_path / "MTT_musicnn", out)
     assert load_file(out).keys() == musicnn.tf_variable_shapes().keys()  # no optimizer state
@@ -291,6 +294,24 @@ def test_load_cached_says_how_to_make_the_weights(tmp_path, monkeypatch):
     monkeypatch.setenv("MERFLOW_CACHE", str(tmp_path))
     with pytest.raises(CheckpointError, match="merflow pretrained fetch musicnn"):
         musicnn.load_cached("MSD_musicnn")
+
+
+def test_a_damaged_cache_says_fetch_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("MERFLOW_CACHE", str(tmp_path))
+    path = weights_path("MSD_musicnn")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    with pytest.raises(CheckpointError, match=r"MSD_musicnn.safetensors: damaged.*--force"):
+        musicnn.load_cached("MSD_musicnn")
+    (path.parent / "card.json").write_text("{cut sh")
+    assert cached_card() == {}  # so the next fetch converts again
+
+
+def test_the_cache_path_needs_no_torch():
+    """The Snakefile asks for weight paths while it parses: that must not import torch."""
+    code = "import sys, merflow.pretrained.fetch as f; f.weights_path('MTT_musicnn'); "
+    code += "assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
@@ -338,7 +359,7 @@ def test_patches_follow_musicnn_hops():
 
 
 def _cached_model(model: str) -> musicnn.Musicnn:
-    path = musicnn.cached_weights_path(model)
+    path = weights_path(model)
     if not path.is_file():
         reason = f"no {model} weights at {path}: run `merflow pretrained fetch musicnn`"
         if os.environ.get("CI"):

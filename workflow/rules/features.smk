@@ -61,13 +61,12 @@ localrules:
     fetch_pretrained,
 
 
+# One job writes both taggers: a job per model would convert the same wheel twice, at once.
 rule fetch_pretrained:
     output:
-        f"{PRETRAINED_CACHE}/musicnn/{{weights}}.safetensors",
+        [f"{PRETRAINED_CACHE}/musicnn/{model}.safetensors" for model in PRETRAINED_MODELS],
     log:
-        f"{R}/logs/pretrained/{{weights}}.log",
-    wildcard_constraints:
-        weights="|".join(PRETRAINED_MODELS),
+        f"{R}/logs/pretrained/musicnn.log",
     conda:
         ENV
     shell:

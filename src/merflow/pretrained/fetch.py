@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from merflow import __version__
-from merflow.errors import MerflowError
+from merflow.errors import ConfigError, MerflowError
 from merflow.io import write_json
 
 log = logging.getLogger(__name__)
@@ -50,9 +50,10 @@ def cache_dir() -> Path:
 
 
 def weights_path(model: str) -> Path:
-    from merflow.pretrained.musicnn import cached_weights_path
-
-    return cached_weights_path(model)
+    """``$MERFLOW_CACHE/musicnn/<model>.safetensors`` (cache default: ~/.cache/merflow)."""
+    if model not in MODELS:
+        raise ConfigError(f"unknown musicnn model {model!r}: choose one of {', '.join(MODELS)}")
+    return cache_dir() / "musicnn" / f"{model}.safetensors"
 
 
 def is_cached(model: str) -> bool:
@@ -119,6 +120,8 @@ def _sha256(path: Path) -> str:
 
 
 def cached_card() -> dict:
-    """The card of the cached weights ({} when there is none)."""
-    path = cache_dir() / "musicnn" / CARD
-    return json.loads(path.read_text()) if path.is_file() else {}
+    """The card of the cached weights ({} when there is none or it is damaged: fetch again)."""
+    try:
+        return json.loads((cache_dir() / "musicnn" / CARD).read_text())
+    except (OSError, ValueError):
+        return {}

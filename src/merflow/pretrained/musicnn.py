@@ -32,9 +32,8 @@ from safetensors.numpy import load_file, save_file
 from torch import nn
 from torch.nn import functional as F
 
-from merflow.errors import ConfigError
 from merflow.io import atomic_path
-from merflow.pretrained.fetch import MODELS, cache_dir
+from merflow.pretrained.fetch import MODELS, weights_path
 from merflow.pretrained.tfbundle import CheckpointError, read_checkpoint
 
 SAMPLE_RATE = 16000
@@ -396,22 +395,21 @@ def load_musicnn(weights: dict[str, np.ndarray], device: str | torch.device = "c
     return model.to(device).eval()
 
 
-def cached_weights_path(model: str) -> Path:
-    """``$MERFLOW_CACHE/musicnn/<model>.safetensors`` (cache default: ~/.cache/merflow)."""
-    if model not in MODELS:
-        raise ConfigError(f"unknown musicnn model {model!r}: choose one of {', '.join(MODELS)}")
-    return cache_dir() / "musicnn" / f"{model}.safetensors"
-
-
 def load_cached(model: str, device: str | torch.device = "cpu") -> Musicnn:
     """The ``model`` (MSD_musicnn or MTT_musicnn) from the weight cache, in eval mode."""
-    path = cached_weights_path(model)
+    path = weights_path(model)
     if not path.is_file():
         raise CheckpointError(
             f"{path}: no cached {model} weights; run `merflow pretrained fetch musicnn` "
             "(docs/pretrained.md)"
         )
-    return load_musicnn(load_file(path), device)
+    try:
+        weights = load_file(path)
+    except Exception as error:  # safetensors raises its own SafetensorError, or OSError
+        raise CheckpointError(
+            f"{path}: damaged weight file ({error}); run `merflow pretrained fetch musicnn --force`"
+        ) from error
+    return load_musicnn(weights, device)
 
 
 def convert_checkpoint(ckpt_prefix: str | os.PathLike, out: str | os.PathLike) -> None:
