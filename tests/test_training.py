@@ -329,6 +329,37 @@ def test_a_checkpoint_of_other_settings_is_not_resumed(regression_dir, tmp_path,
     assert result["epochs_run"] == 2 and len(history(tmp_path / "run")) == 2
 
 
+def test_a_checkpoint_of_another_network_is_not_resumed(regression_dir, tmp_path, caplog):
+    """The network's resolved options belong to the resume key: a default that changed between
+    two versions of a model must not resume (or fail to load) the old weights."""
+    from merflow.models import malik
+
+    train(tmp_path / "run", regression_config(regression_dir, epochs=1))
+    changed = {**malik.DEFAULTS, "filters": malik.DEFAULTS["filters"] + 1}
+    with caplog.at_level(logging.WARNING), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(malik, "DEFAULTS", changed)
+        result = train(tmp_path / "run", regression_config(regression_dir, epochs=2))
+    assert "other settings" in caplog.text
+    assert result["epochs_run"] == 2 and len(history(tmp_path / "run")) == 2
+
+
+class CudaLikeScaler(torch.amp.GradScaler):
+    """An enabled CUDA scaler's refusal of the empty state a CPU run's scaler saves."""
+
+    def load_state_dict(self, state_dict):
+        if not state_dict:
+            raise RuntimeError("The source state dict is empty (a disabled GradScaler's)")
+        super().load_state_dict(state_dict)
+
+
+def test_a_run_begun_on_the_cpu_resumes_on_a_gpu(regression_dir, tmp_path, monkeypatch, caplog):
+    train(tmp_path / "run", regression_config(regression_dir, epochs=1))
+    monkeypatch.setattr(torch.amp, "GradScaler", CudaLikeScaler)
+    with caplog.at_level(logging.INFO):
+        result = train(tmp_path / "run", regression_config(regression_dir, epochs=2))
+    assert "resuming" in caplog.text and result["epochs_run"] == 2
+
+
 def test_early_stopping_counts_epochs_without_a_better_validation_loss():
     losses = [0.5, 0.4, 0.45, 0.41, 0.39, 0.6, 0.6, 0.6, 0.1]
     for patience, expected in ((2, (2, 4, 0.4)), (3, (5, 8, 0.39))):
@@ -340,8 +371,17 @@ def test_early_stopping_counts_epochs_without_a_better_validation_loss():
         assert (progress.best_epoch, progress.epoch, progress.best_loss) == expected
     no_validation = Progress()
     for epoch in (1, 2, 3):
-        _advance(no_validation, {"epoch": epoch, "val_loss": math.nan}, patience=1)
+        _advance(no_validation, {"epoch": epoch, "val_loss": math.nan}, 1, validated=False)
     assert no_validation.best_epoch == 3 and not no_validation.stopped_early
+
+
+def test_a_diverged_validation_epoch_is_never_the_best_nor_kept():
+    progress = Progress()
+    for epoch, val_loss in enumerate([0.5, math.nan, 0.7, 0.6], start=1):
+        _advance(progress, {"epoch": epoch, "val_loss": val_loss}, patience=3, keep=2)
+    assert (progress.best_epoch, progress.best_loss, progress.epochs_since_best) == (1, 0.5, 3)
+    assert [epoch for _, epoch in progress.kept] == [1, 4]
+    assert progress.stopped_early
 
 
 @pytest.mark.parametrize("task", ["regression", "classification"])

@@ -228,10 +228,13 @@ def _fit_network(
     optimizer = make_optimizer(model, config)
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
-    data_key = data_fingerprint(data)
+    # A checkpoint resumes only the run that wrote it: same settings, network and data.
+    resume_key = {**config.resume_key(), "build": build_args, "data": data_fingerprint(data)}
     progress, kept_states = _resume(
-        run_dir / LAST_FILE, config, model, optimizer, scaler, device, data_key
+        run_dir / LAST_FILE, resume_key, model, optimizer, scaler, device
     )
+    if progress.stopped_early and config.patience > progress.epochs_since_best:
+        progress.stopped_early = False  # a larger patience lets the run go on
     log.info(
         "%s: %d parameters, %d train / %d val clips, %s, from epoch %d",
         config.model,
@@ -261,13 +264,14 @@ def _fit_network(
         )
         val_loss, val_metric, selection = validate(predictor, data.val, select_by)
         row = tracking.history_row(epoch, train_loss, val_loss, train_metric, val_metric, started)
-        _advance(progress, row, config.patience, selection, keep=config.checkpoint_ensemble)
+        validated = bool(data.val.clip_ids)
+        _advance(progress, row, config.patience, selection, config.checkpoint_ensemble, validated)
         if config.checkpoint_ensemble > 1:
             kept_states = _keep_state(kept_states, progress, epoch, model)
         if progress.best_epoch == epoch or epoch in kept_states:
             _save_atomic(_best(model, build_args, progress, kept_states), run_dir / BEST_FILE)
         _save_atomic(
-            _checkpoint(config, data_key, model, optimizer, scaler, progress, kept_states),
+            _checkpoint(resume_key, model, optimizer, scaler, progress, kept_states),
             run_dir / LAST_FILE,
         )
         tracking.write_history(run_dir / HISTORY_FILE, progress.history)
@@ -376,22 +380,28 @@ def _batch_loss(
 
 
 def _advance(
-    progress: Progress, row: dict, patience: int, selection: float | None = None, keep: int = 1
+    progress: Progress,
+    row: dict,
+    patience: int,
+    selection: float | None = None,
+    keep: int = 1,
+    validated: bool = True,
 ) -> None:
     """Record an epoch; track the best validation value (``selection``, lower is better; the
     validation loss by default; kept in ``best_loss``), the ``keep`` best epochs (``kept``; ties
     go to the earlier epoch; without validation the latest epochs) and decide on early
-    stopping."""
+    stopping. A validation value that is not a number (a diverged epoch) is never the best."""
     progress.epoch = row["epoch"]
     progress.history.append(row)
     val_loss = row["val_loss"] if selection is None else selection
+    if validated and math.isnan(val_loss):
+        val_loss = math.inf
     if keep > 1:
-        value = -float(row["epoch"]) if math.isnan(val_loss) else float(val_loss)
+        value = float(val_loss) if validated else -float(row["epoch"])
         progress.kept = sorted([*progress.kept, [value, row["epoch"]]])[:keep]
-    without_validation = math.isnan(val_loss)
-    if without_validation or val_loss < progress.best_loss:
+    if not validated or val_loss < progress.best_loss:
         progress.best_epoch, progress.epochs_since_best = row["epoch"], 0
-        if not without_validation:
+        if validated:
             progress.best_loss = val_loss
     else:
         progress.epochs_since_best += 1
@@ -411,10 +421,10 @@ def _save_atomic(obj: dict, path: Path) -> None:
 
 
 def _checkpoint(
-    config, data_key, model, optimizer, scaler, progress: Progress, kept_states: dict
+    resume_key: dict, model, optimizer, scaler, progress: Progress, kept_states: dict
 ) -> dict:
     return {
-        "resume_key": {**config.resume_key(), "data": data_key},
+        "resume_key": resume_key,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scaler": scaler.state_dict(),
@@ -451,9 +461,9 @@ def _best(model: nn.Module, build_args: dict, progress: Progress, kept_states: d
     return {"model": state, "build": build, "epoch": progress.best_epoch, "epochs": epochs}
 
 
-def _resume(path: Path, config, model, optimizer, scaler, device, data_key: str):
-    """Load ``last.pt`` when it belongs to this run: the same settings and the same data
-    (``data_key``); a fresh start otherwise, and when the file is damaged (it is then kept as
+def _resume(path: Path, resume_key: dict, model, optimizer, scaler, device):
+    """Load ``last.pt`` when it belongs to this run (the same ``resume_key``: settings, network
+    and data); a fresh start otherwise, and when the file is damaged (it is then kept as
     ``last.pt.damaged``). Also the weights of the epochs the checkpoint ensemble keeps."""
     if not path.is_file():
         return Progress(), {}
@@ -466,16 +476,16 @@ def _resume(path: Path, config, model, optimizer, scaler, device, data_key: str)
         os.replace(path, path.with_name(path.name + ".damaged"))
         log.warning("%s; moved aside as %s.damaged, starting afresh", exc, path.name)
         return Progress(), {}
-    if checkpoint.get("resume_key") != {**config.resume_key(), "data": data_key}:
-        why = "other data" if checkpoint.get("resume_key", {}).get("data") != data_key else None
+    if checkpoint.get("resume_key") != resume_key:
+        other_data = checkpoint.get("resume_key", {}).get("data") != resume_key["data"]
+        why = "other data" if other_data else None
         log.warning("%s was written with %s; starting afresh", path, why or "other settings")
         return Progress(), {}
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
-    scaler.load_state_dict(checkpoint["scaler"])
+    if checkpoint["scaler"]:  # a CPU run's disabled scaler saved nothing
+        scaler.load_state_dict(checkpoint["scaler"])
     progress = Progress(**checkpoint["progress"])
-    if progress.stopped_early and config.patience > progress.epochs_since_best:
-        progress.stopped_early = False  # a larger patience lets the run go on
     log.info("resuming %s after epoch %d", path.parent, progress.epoch)
     kept_states = {int(e): state for e, state in checkpoint.get("kept_states", {}).items()}
     return progress, kept_states
