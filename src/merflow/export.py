@@ -26,7 +26,7 @@ from typing import Any
 from merflow import models
 from merflow.data import TARGET_NAMES, read_split
 from merflow.errors import DatasetError
-from merflow.inference import PREDICTION_BATCH_FACTOR
+from merflow.inference import PREDICTION_BATCH_FACTOR, network_from_checkpoint
 from merflow.io import atomic_dir, read_json, write_json
 from merflow.provenance import package_versions
 from merflow.recipes import TrainConfig
@@ -36,7 +36,6 @@ from merflow.runs import (
     BEST_FILE,
     NORM_FILE,
     RUN_FILE,
-    load_checkpoint,
     metrics_file,
     read_record,
 )
@@ -170,9 +169,10 @@ def _copy(source: Path, target: Path) -> None:
 
 def _write_weights(checkpoint_path: Path, target: Path) -> dict:
     """The weights of ``best.pt`` as safetensors; returns the arguments that rebuild the model."""
+    import torch
     from safetensors.torch import save_file
 
-    checkpoint = load_checkpoint(checkpoint_path)
+    _, checkpoint = network_from_checkpoint(checkpoint_path, torch.device("cpu"))  # they fit
     # safetensors refuses tensors that share memory: give each its own copy
     tensors = {k: v.detach().clone().contiguous() for k, v in checkpoint["model"].items()}
     save_file(tensors, str(target), metadata={"format": FORMAT})

@@ -21,7 +21,7 @@ from torch import nn
 from merflow import baselines, models
 from merflow.recipe_pieces import eval_crop_starts, moving_average
 from merflow.recipes import TrainConfig
-from merflow.runs import BASELINE_FILE, BEST_FILE, load_checkpoint, read_record
+from merflow.runs import BASELINE_FILE, BEST_FILE, RETRAIN, damaged, load_checkpoint, read_record
 from merflow.sequences import chunk_starts, stitch_song_predictions
 
 # Prediction keeps no activations for backward, so batches this many times the training batch fit
@@ -150,7 +150,17 @@ def load_predictor(run_dir: str | os.PathLike, device: torch.device | None = Non
     if models.spec(config.model).baseline:
         return baselines.load(run_dir / BASELINE_FILE)
     device = device or torch.device("cpu")
-    checkpoint = load_checkpoint(run_dir / BEST_FILE, device)
-    model = models.build_from_record(checkpoint["build"]).to(device)
-    model.load_state_dict(checkpoint["model"])
+    model, _ = network_from_checkpoint(run_dir / BEST_FILE, device)
     return NetworkPredictor.for_config(model, device, config)
+
+
+def network_from_checkpoint(path: Path, device: torch.device) -> tuple[nn.Module, dict]:
+    """The network a ``best.pt`` holds, and the checkpoint; weights that do not fit the network
+    it names are an error naming the file."""
+    checkpoint = load_checkpoint(path, device)
+    try:
+        model = models.build_from_record(checkpoint["build"]).to(device)
+        model.load_state_dict(checkpoint["model"])
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise damaged(path, exc, RETRAIN) from None
+    return model, checkpoint

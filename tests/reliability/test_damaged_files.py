@@ -51,7 +51,14 @@ def object_array_npz(path: Path) -> None:
     np.savez(path, **{**stored, "mean": np.array([{"not": "numbers"}], dtype=object)})
 
 
+def weights_of_another_network(path: Path) -> None:
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["model"].pop(next(iter(checkpoint["model"])))
+    torch.save(checkpoint, path)
+
+
 DAMAGES = {
+    "best.pt of another network": ("best.pt", weights_of_another_network, "best.pt is damaged"),
     "truncated best.pt": ("best.pt", truncate, "best.pt is damaged"),
     "norm.npz with an object array": ("norm.npz", object_array_npz, "norm.npz is damaged"),
     "missing run.json": ("run.json", Path.unlink, "run.json is missing"),
