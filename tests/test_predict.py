@@ -202,7 +202,8 @@ def test_models_that_cannot_tag_audio_say_why(exported, tmp_path):
 
 
 def test_find_audio_names_songs_by_their_path_below_the_folder(tmp_path):
-    for name in ("a/x.mp3", "b/x.MP3", "b/.hidden.mp3", "b/notes.txt", "x.wav"):
+    names = ("a/x.mp3", "b/x.MP3", "b/.hidden.mp3", "b/notes.txt", "x.wav", ".Trash/y.mp3")
+    for name in (*names, ".cache/notes.txt"):
         (tmp_path / "in" / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / "in" / name).write_bytes(b"")
     (tmp_path / "empty").mkdir()

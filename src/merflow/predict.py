@@ -294,6 +294,11 @@ class PredictReport:
         return "\n".join(lines)
 
 
+def _hidden(relative: Path) -> bool:
+    """A hidden file, or any file inside a hidden folder (``.Trash/``, ``.cache/``)."""
+    return any(part.startswith(".") for part in relative.parts)
+
+
 def find_audio(inputs: Sequence[str | os.PathLike]) -> tuple[list[tuple[str, Path]], list[dict]]:
     """``[(clip_id, path)]`` of the audio files given or found below the folders given, and every
     input or file found that cannot be tagged, with the reason (``{path, reason}``): nothing is
@@ -303,7 +308,7 @@ def find_audio(inputs: Sequence[str | os.PathLike]) -> tuple[list[tuple[str, Pat
     taken: set[str] = set()
     for given in map(Path, inputs):
         if given.is_dir():
-            entries = sorted(f for f in given.rglob("*") if not f.name.startswith("."))
+            entries = sorted(f for f in given.rglob("*") if not _hidden(f.relative_to(given)))
             files = [f for f in entries if not (f.is_dir() and not f.is_symlink())]
             if not files:
                 reason = f"no audio files ({' '.join(audio.SUPPORTED_SUFFIXES)}) in this folder"
