@@ -281,6 +281,16 @@ def test_a_run_writes_its_files_and_takes_zscores_from_training_clips(regression
         assert norm["feature_names"].tolist() == names
 
 
+def test_a_baseline_run_records_its_options_with_the_defaults(regression_dir, tmp_path):
+    config = regression_config(regression_dir, model="ridge", model_options={"alpha": 2.0})
+    train(tmp_path / "ridge", config)
+    assert read_json(tmp_path / "ridge" / "run.json")["resolved"]["model_options"] == {"alpha": 2.0}
+    train(tmp_path / "default", regression_config(regression_dir, model="ridge"))
+    assert read_json(tmp_path / "default" / "run.json")["resolved"]["model_options"] == {
+        "alpha": 1.0
+    }
+
+
 def test_the_same_seed_gives_the_same_run_and_another_seed_does_not(regression_dir, tmp_path):
     for name, seed in (("a", 3), ("b", 3), ("c", 4)):
         train(tmp_path / name, regression_config(regression_dir, seed=seed, random_offset=True))

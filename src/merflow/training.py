@@ -171,11 +171,10 @@ def train(
     data = prepare_data(config)
     write_problems(run_dir / QUARANTINE_FILE, data.problems, stage="train")
     data.zscore.save(run_dir / NORM_FILE, data.feature_names)
+    options = models.resolved_options(config.model, data.feature, config.model_options)
     if baseline:
-        options = dict(config.model_options)
         result, n_parameters = _fit_baseline(run_dir, config, data)
     else:
-        options = models.resolved_options(config.model, data.feature, config.model_options)
         result, n_parameters = _fit_network(run_dir, config, data, options, device, on_epoch_end)
     record = run_record(
         config.to_dict(),
