@@ -19,9 +19,10 @@ from workflow_utils import executed_jobs, run_snakemake
 
 from merflow import baselines
 from merflow.data import ClipVectors
-from merflow.errors import DatasetError
+from merflow.errors import ConfigError, DatasetError
 from merflow.features import compute_clip, extract_features
 from merflow.features.imported import read_embeddings
+from merflow.features.registry import FEATURES
 from merflow.io import write_table
 from merflow.pretrained import fetch
 
@@ -152,6 +153,29 @@ def test_imported_windows_off_the_grid_are_refused(tmp_path):
     write_table(frame, tmp_path / "w.parquet")
     with pytest.raises(DatasetError, match="window end times"):
         read_embeddings(tmp_path / "w.parquet", ["a"], True)
+
+
+@pytest.mark.parametrize(
+    ("second", "message"),
+    [
+        (np.zeros(5), "b.npy: 5 dimensions, the files before it 4"),
+        (np.array([{"a": 1}], dtype=object), "b.npy: not a numeric .npy array"),
+    ],
+)
+def test_a_folder_of_npy_arrays_that_do_not_agree_is_refused_naming_the_file(
+    tmp_path, second, message
+):
+    np.save(tmp_path / "a.npy", np.zeros(4))
+    np.save(tmp_path / "b.npy", second, allow_pickle=True)
+    with pytest.raises(DatasetError, match=message):
+        read_embeddings(tmp_path, ["a", "b"], False)
+
+
+@pytest.mark.parametrize("window_s", [0, -0.5, "half a second"])
+def test_the_window_of_imported_windows_is_checked(window_s):
+    params = {"path": "x.parquet", "window_s": window_s}
+    with pytest.raises(ConfigError, match=r"features.embeddings_500ms.window_s"):
+        FEATURES["embeddings_500ms"].check(params)
 
 
 # --- heads on clip vectors -----------------------------------------------------------------------

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from merflow.errors import ConfigError, DatasetError
+from merflow.errors import DatasetError
+from merflow.features import params as check
 from merflow.features.spec import FeatureSpec
 from merflow.features.windows import window_end_times
 
@@ -27,10 +28,21 @@ log = logging.getLogger(__name__)
 GRID_TOLERANCE_S = 1e-3
 
 
-def check_import(params: dict[str, Any]) -> None:
+def check_embeddings(params: dict[str, Any]) -> None:
+    _check_path("embeddings", params)
+
+
+def check_embeddings_500ms(params: dict[str, Any]) -> None:
+    _check_path("embeddings_500ms", params)
+    check.positive_number("embeddings_500ms", params, "window_s")
+
+
+def _check_path(feature: str, params: dict[str, Any]) -> None:
     path = params.get("path")
     if path is not None and not isinstance(path, str):
-        raise ConfigError(f"config error: features.embeddings.path = {path!r}; expected a path")
+        raise check.ConfigError(
+            f"config error: features.{feature}.path = {path!r}; expected a path"
+        )
 
 
 def import_embeddings(
@@ -106,15 +118,23 @@ def _from_parquet(path: Path) -> pd.DataFrame:
 
 
 def _from_npy_folder(path: Path, windowed: bool, window_s: float) -> pd.DataFrame:
-    rows = []
+    rows, width = [], None
     for file in sorted(path.glob("*.npy")):
-        array = np.load(file, allow_pickle=False)
+        try:
+            array = np.load(file, allow_pickle=False)
+        except (OSError, ValueError) as exc:  # damaged, or Python objects inside
+            raise DatasetError(
+                f"{file}: not a numeric .npy array ({exc}); export it again"
+            ) from None
         array = array.reshape(1, -1) if array.ndim == 1 else array
         if array.ndim != 2 or (not windowed and len(array) != 1):
             raise DatasetError(
                 f"{file}: shape {array.shape}; expected (D,) a clip, or (n_windows, D) for the "
                 "windowed kind"
             )
+        width = width or array.shape[1]
+        if array.shape[1] != width:
+            raise DatasetError(f"{file}: {array.shape[1]} dimensions, the files before it {width}")
         part = pd.DataFrame(array, columns=[f"dim_{j:04d}" for j in range(array.shape[1])])
         part.insert(0, "clip_id", file.stem)
         if windowed:
@@ -155,7 +175,7 @@ EMBEDDINGS = FeatureSpec(
     kind="clip",
     label="imported embedding",
     defaults={"path": None},
-    check=check_import,
+    check=check_embeddings,
     provided_by="import",
     description="your own clip embeddings (Parquet or <clip_id>.npy), validated against the index",
 )
@@ -164,7 +184,7 @@ EMBEDDINGS_500MS = FeatureSpec(
     kind="windows",
     label="imported embedding per 500 ms",
     defaults={"path": None, "window_s": 0.5},
-    check=check_import,
+    check=check_embeddings_500ms,
     provided_by="import",
     description="your own embeddings per 500 ms window, validated against the index",
 )

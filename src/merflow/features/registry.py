@@ -61,7 +61,10 @@ def spec(name: str) -> FeatureSpec:
     listing those otherwise."""
     feature = FEATURES.get(name)
     if feature is None or not feature.computed:
-        provided = f" ('{name}' comes with the dataset)" if feature else ""
+        provided = ""
+        if feature is not None:
+            source = "is imported" if feature.provided_by == "import" else "comes with the dataset"
+            provided = f" ('{name}' {source})"
         raise ConfigError(
             f"unknown feature '{name}'{provided}; merflow computes: {', '.join(computed())}"
         )
