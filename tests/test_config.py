@@ -67,6 +67,10 @@ def test_default_config_is_valid_and_gets_defaults(default_config):
             "'datasets.mine.adapter' is 'mp4'; allowed values",
         ),
         (
+            lambda c: c["experiments"]["malik"].update(split={"method": "holdout", "repeats": 3}),
+            "experiment 'malik': split.repeats: 3 repeats of a holdout split",
+        ),
+        (
             lambda c: c["experiments"]["velankar"]["train"].update(epochs="many"),
             "'experiments.velankar.train.epochs': 'many' is not of type 'integer'",
         ),

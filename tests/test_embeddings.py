@@ -241,12 +241,14 @@ TINY = {
     "features": {"shards": 2},
     "experiments": {"emb": EMBEDDING_EXPERIMENT},
 }
+LOGMEL_EXPERIMENT = {**EMBEDDING_EXPERIMENT, "features": ["logmel"], "models": ["logistic"]}
 
 
 def test_without_cached_weights_the_demo_leaves_the_musicnn_rows_out_with_one_line(
     tmp_path, monkeypatch
 ):
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(TINY))
+    both = {**TINY, "experiments": {"emb": EMBEDDING_EXPERIMENT, "logmel": LOGMEL_EXPERIMENT}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(both))
     monkeypatch.setenv("MERFLOW_CACHE", str(tmp_path / "empty cache"))
     out = run_snakemake(tmp_path, "-n", configfile=tmp_path / "c.yaml")
     assert out.returncode == 0, out.stderr[-3000:]
@@ -255,6 +257,15 @@ def test_without_cached_weights_the_demo_leaves_the_musicnn_rows_out_with_one_li
         "merflow: experiment 'emb' left out: the MSD_musicnn weights are not cached; run "
         "`merflow pretrained fetch musicnn` to include it"
     ]
+
+
+def test_a_run_whose_every_experiment_is_left_out_stops_with_the_fetch_command(
+    tmp_path, monkeypatch
+):
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(TINY))
+    monkeypatch.setenv("MERFLOW_CACHE", str(tmp_path / "empty cache"))
+    out = run_snakemake(tmp_path, "-n", configfile=tmp_path / "c.yaml")
+    assert out.returncode != 0 and "every experiment was left out" in out.stdout + out.stderr
 
 
 def test_one_job_fetches_both_taggers_for_all_features(tmp_path, monkeypatch):

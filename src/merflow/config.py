@@ -146,6 +146,7 @@ def _check_semantics(config: dict) -> None:
                 f"defined under 'datasets' (defined: {', '.join(sorted(datasets))})"
             )
         _check_pairs(name, exp)
+        _check_split(name, exp)
         for feature in set(exp["features"]) & set(imported()):
             _check_import_path(config, name, feature)
         sequence_models = [m for m in exp["models"] if MODELS[m].sequence]
@@ -163,6 +164,14 @@ def _check_semantics(config: dict) -> None:
         check_dataset_root(name, spec)
     for name in config.get("predict", {}):
         _check_predict_input(name, predict_job(config, name))
+
+
+def _check_split(experiment: str, exp: dict) -> None:
+    """What the schema cannot say about a split: the splitter's own checks, before any job."""
+    try:
+        experiment_split_ids(exp)
+    except ConfigError as exc:
+        raise ConfigError(f"config error: experiment '{experiment}': {exc}") from None
 
 
 def _check_import_path(config: dict, experiment: str, feature: str) -> None:
@@ -296,6 +305,14 @@ def synth_settings(given: dict[str, Any]) -> dict[str, Any]:
 def split_settings(experiment: dict) -> dict:
     """The split keys of an experiment with their defaults (the schema's)."""
     return _split_defaults() | experiment.get("split", {})
+
+
+def experiment_split_ids(experiment: dict) -> list[str]:
+    """The ids of an experiment's splits, known before any data exists."""
+    from merflow.splits import split_ids
+
+    s = split_settings(experiment)
+    return split_ids(s["method"], s["seed"], s["n_folds"], s.get("repeats", 1))
 
 
 @functools.cache

@@ -114,7 +114,6 @@ def find_run_folders(results: Path) -> dict[Run, Path]:
 def planned_runs(config_path: Path) -> tuple[list[Run], str]:
     """The runs a config plans, as the workflow expands them, and its results folder."""
     from merflow import config as mfconfig
-    from merflow import splits
 
     config = mfconfig.load_config(config_path)
     lacking = mfconfig.experiments_lacking_weights(config)
@@ -122,8 +121,7 @@ def planned_runs(config_path: Path) -> tuple[list[Run], str]:
     for name, exp in config["experiments"].items():
         if name in lacking:
             continue  # the workflow leaves it out too
-        s = mfconfig.split_settings(exp)
-        ids = splits.split_ids(s["method"], s["seed"], s["n_folds"], s.get("repeats", 1))
+        ids = mfconfig.experiment_split_ids(exp)
         runs.extend(mfconfig.experiment_runs(config, name, ids))
     return runs, config["results_dir"]
 

@@ -12,7 +12,6 @@ from snakemake.settings.types import DeploymentMethod
 
 from merflow import config as mfconfig
 from merflow import runs as mfruns
-from merflow import splits as mfsplits
 from merflow.audio import SUPPORTED_SUFFIXES
 from merflow.errors import ConfigError
 from merflow.features import registry as features
@@ -31,6 +30,10 @@ for name, missing in mfconfig.experiments_lacking_weights(config).items():
         file=sys.stderr,
     )
     del config["experiments"][name]
+if not config["experiments"]:
+    raise WorkflowError(
+        "every experiment was left out (above): run `merflow pretrained fetch musicnn`"
+    )
 
 R = config["results_dir"]
 # Every rule runs `python3 -m merflow` with the interpreter of the environment it runs in and the
@@ -45,7 +48,10 @@ INTERPRETER = (
     else f"export PATH={shlex.quote(os.path.dirname(sys.executable))}:$PATH; "
 )
 # (the prefix is formatted by Snakemake too: its literal braces are doubled)
-shell.prefix(f"export PYTHONPATH={SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; {INTERPRETER}")
+# (and it replaces Snakemake's own "set -euo pipefail; ", which it keeps)
+shell.prefix(
+    f"set -euo pipefail; export PYTHONPATH={SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; {INTERPRETER}"
+)
 N_SHARDS = config["features"]["shards"]
 ENV = "../../envs/merflow.yaml"
 COMPUTED_FEATURES = "|".join(features.computed())
@@ -165,7 +171,9 @@ def source_fingerprint(wildcards):
 def imported_fingerprint(wildcards):
     """Names, sizes and times of the files an imported feature reads."""
     overrides = config["features"].get(wildcards.feature, {})
-    path = features.resolve_params(wildcards.feature, overrides)["path"]
+    path = os.path.expanduser(
+        features.resolve_params(wildcards.feature, overrides)["path"]
+    )
     files = (
         [path]
         if os.path.isfile(path)
@@ -195,8 +203,7 @@ def feature_quarantine_shards(wildcards):
 
 
 def experiment_split_ids(name):
-    s = mfconfig.split_settings(config["experiments"][name])
-    return mfsplits.split_ids(s["method"], s["seed"], s["n_folds"], s.get("repeats", 1))
+    return mfconfig.experiment_split_ids(config["experiments"][name])
 
 
 def split_settings_json(wildcards):
