@@ -35,6 +35,16 @@ def test_the_schema_names_exactly_what_the_registries_hold():
     assert not listed & {*MODELS, *FEATURES, *ADAPTERS}  # no second list in the file itself
 
 
+def test_the_cli_offers_exactly_the_imported_features_of_the_registry():
+    from merflow import cli
+    from merflow.cli_parser import build_parser
+    from merflow.features.registry import imported
+
+    commands = build_parser(cli)._subparsers._group_actions[0].choices
+    (feature,) = [a for a in commands["import-embeddings"]._actions if a.dest == "feature"]
+    assert feature.choices == imported()
+
+
 def enums(node) -> list[list]:
     """Every ``enum`` list in a schema."""
     if isinstance(node, dict):

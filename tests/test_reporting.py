@@ -554,6 +554,18 @@ def test_report_index_links_every_experiment(regression_report, classification_r
         assert (top.parent / link).resolve().is_file()
 
 
+def test_the_index_ranks_no_row_of_a_task_without_test_scores(tmp_path):
+    experiment = tmp_path / "synth" / "velankar" / "report"
+    experiment.mkdir(parents=True)
+    (experiment / "index.md").write_text("# Experiment velankar\n")
+    row = "logmel,velankar_crnn,full,test,macro_f1,,,0,0,0\n"
+    (experiment / "summary.csv").write_text(
+        "feature,model,seq_len,part,metric,mean,std,n_runs,n_seeds,n_splits\n" + row
+    )
+    text = report_index([experiment / "index.md"], tmp_path / "index.md").read_text()
+    assert "Experiment velankar" in text and "- synth, classification" not in text
+
+
 def test_missing_metrics_names_the_run_and_the_fix(tmp_path):
     empty = tmp_path / "runs" / "logmel" / "velankar_crnn" / "lenfull" / "holdout-s0" / "seed0"
     empty.mkdir(parents=True)

@@ -74,7 +74,7 @@ def build_parser(commands: ModuleType) -> argparse.ArgumentParser:
 
     _data_commands(command)
     _model_commands(command)
-    _tagging_commands(command, sub)
+    _tagging_commands(command)
     return parser
 
 
@@ -93,9 +93,7 @@ def _data_commands(command) -> None:
     p.add_argument("--spec", type=json_object, required=True, help="the dataset's spec (JSON)")
     p.add_argument("--out", type=Path, required=True, help="folder for clips.parquet and co.")
     p.add_argument("--shards", type=int, default=1, help="feature jobs the clips are dealt to")
-    p.add_argument(
-        "--on-bad-audio", choices=ON_BAD_AUDIO, default="quarantine", help=BAD_AUDIO_HELP
-    )
+    _on_bad_audio(p)
 
     p = command("features", "compute one feature for one shard of a clips table", "cmd_features")
     p.add_argument("--clips", type=Path, required=True, help="a clips table (or a shard's list)")
@@ -104,9 +102,7 @@ def _data_commands(command) -> None:
     p.add_argument("--shard", type=int, required=True, help="which shard of the clips table")
     p.add_argument("--out", type=Path, required=True, help="the feature table to write")
     p.add_argument("--quarantine", type=Path, required=True, help="its quarantine table")
-    p.add_argument(
-        "--on-bad-audio", choices=ON_BAD_AUDIO, default="quarantine", help=BAD_AUDIO_HELP
-    )
+    _on_bad_audio(p)
     p.add_argument("--progress", action="store_true", help="a progress bar on stderr")
     p.add_argument("--gpu", type=int, default=0, help="1: pretrained networks infer on CUDA")
 
@@ -130,6 +126,7 @@ def _data_commands(command) -> None:
         "import-embeddings", "your own embeddings as a feature table", "cmd_import_embeddings"
     )
     p.add_argument("--clips", type=Path, required=True, help="the dataset's clips.parquet")
+    # the registry's imported features, spelt out: importing it would cost every command 0.3 s
     p.add_argument("--feature", choices=["embeddings", "embeddings_500ms"], required=True,
                    help="one vector a clip, or one per 500 ms window")  # fmt: skip
     p.add_argument("--params", type=json_object, required=True, help='JSON: {"path": ...}')
@@ -199,7 +196,7 @@ def _model_commands(command) -> None:
                    "yet, as queued")  # fmt: skip
 
 
-def _tagging_commands(command, sub) -> None:
+def _tagging_commands(command) -> None:
     p = command("predict", "tag new audio with a trained run or an exported model", "cmd_predict")
     p.add_argument("--model", type=Path, required=True, help="a run folder or an exported model")
     p.add_argument("--out", type=Path, default=Path("predictions"), help="folder for the tables")

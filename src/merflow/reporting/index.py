@@ -231,6 +231,8 @@ def _best_rows(indexes: Sequence[Path]) -> list[str]:
     for (dataset, task), (metric, higher, name) in _tasks(rows).items():
         chosen = rows[(rows["dataset"] == dataset) & (rows["metric"] == metric)]
         chosen = chosen[chosen["part"] == "test"].dropna(subset=["mean"])
+        if chosen.empty:  # no test score to rank (every run failed or was left out)
+            continue
         best = chosen.loc[chosen["mean"].idxmax() if higher else chosen["mean"].idxmin()]
         length = "" if best["seq_len"] == NO_SEQ_LEN else f", seq_len {best['seq_len']}"
         lines.append(
