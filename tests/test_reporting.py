@@ -566,6 +566,14 @@ def test_the_index_ranks_no_row_of_a_task_without_test_scores(tmp_path):
     assert "Experiment velankar" in text and "- synth, classification" not in text
 
 
+def test_damaged_predictions_name_the_file_and_the_stage_to_rerun(tmp_path):
+    dirs = make_runs(tmp_path, "regression")
+    for run in dirs:  # the seed ensembles read them
+        (run / "predictions.parquet").write_bytes(b"cut short")
+    with pytest.raises(DatasetError, match=r"predictions.parquet: not a readable Parquet"):
+        aggregate("malik", {"paper": "malik2017"}, dirs, tmp_path / "report", SYNTH)
+
+
 def test_missing_metrics_names_the_run_and_the_fix(tmp_path):
     empty = tmp_path / "runs" / "logmel" / "velankar_crnn" / "lenfull" / "holdout-s0" / "seed0"
     empty.mkdir(parents=True)

@@ -77,7 +77,16 @@ KINDS: dict[str, TableKind] = {
         "frame-level feature table", ("clip_id", "n_valid_frames"), "the features stage"
     ),
     "clip": TableKind("clip-level feature table", ("clip_id",), "the features stage"),
+    "regression_predictions": TableKind(
+        "regression predictions table",
+        ("clip_id", "t", "arousal_pred", "valence_pred"),
+        "`merflow evaluate`",
+    ),
+    "class_predictions": TableKind(
+        "class predictions table", ("clip_id", "label", "predicted"), "`merflow evaluate`"
+    ),
 }
+PREDICTIONS = ("regression_predictions", "class_predictions")  # a run's, of its task
 
 
 def open_table(

@@ -27,7 +27,6 @@ import numpy as np
 import pandas as pd
 
 from merflow.errors import DatasetError
-from merflow.io import read_table
 from merflow.models.registry import MODELS
 from merflow.runs import (
     HISTORY_FILE,
@@ -40,7 +39,7 @@ from merflow.runs import (
     predictions_file,
     read_json_file,
 )
-from merflow.tables import read_frame
+from merflow.tables import PREDICTIONS, read_frame
 
 METRICS_FILE = metrics_file()
 DIMENSIONS = ("valence", "arousal", "average")  # Malik et al.'s column order
@@ -113,7 +112,7 @@ class RunResult:
         path = self.run_dir / predictions_file()
         if not path.is_file():
             raise DatasetError(f"{path} does not exist; run `merflow evaluate` on {self.run_dir}")
-        return read_table(path)
+        return read_frame(path, PREDICTIONS)
 
     def quarantine(self) -> pd.DataFrame | None:
         path = self.run_dir / QUARANTINE_FILE
