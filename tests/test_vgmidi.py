@@ -108,6 +108,16 @@ def test_bars_without_times_quarantine_their_piece_with_the_line(sample, tmp_pat
     assert f"line {row + 2}" in entry["reason"] and "dynamic_per_measure.csv" in entry["reason"]
 
 
+def test_a_bar_without_its_piece_is_quarantined_with_the_line(sample, tmp_path):
+    root = _copy_without(sample, tmp_path / "vgmidi", missing_audio="")
+    bars = pd.read_csv(root / "dynamic_per_measure.csv")
+    bars.loc[5, "piece_id"] = None
+    bars.to_csv(root / "dynamic_per_measure.csv", index=False)
+    (entry,) = vgmidi.read(_spec(root)).quarantine
+    assert entry["clip_id"] == "dynamic_per_measure.csv line 7"
+    assert "has no piece_id" in entry["reason"]
+
+
 def test_a_config_may_name_the_adapter(sample):
     config = {
         "datasets": {"vgmidi": {"adapter": "vgmidi", "root": str(sample)}},

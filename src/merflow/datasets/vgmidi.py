@@ -48,6 +48,9 @@ def read(spec: dict) -> RawIndex:
     bars["line"] = np.arange(len(bars)) + 2  # the header is line 1
     for column in BAR_COLUMNS[1:]:
         bars[column] = pd.to_numeric(bars[column], errors="coerce")
+    for line in bars.loc[bars["piece_id"].isna(), "line"]:
+        where = f"{BARS_CSV} line {line}"
+        index.exclude(where, None, f"{where} has no piece_id; fill it in or remove the row")
     bars = bars.dropna(subset=["piece_id"])
     frames = []
     for piece, piece_bars in bars.groupby("piece_id", sort=True):
