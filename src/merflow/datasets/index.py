@@ -39,6 +39,7 @@ from merflow.audio import AudioInfo, probe
 from merflow.datasets import ADAPTERS
 from merflow.datasets.base import RawIndex
 from merflow.errors import AudioError, ConfigError, DatasetError
+from merflow.features.windows import WINDOW_S
 from merflow.io import write_table
 from merflow.mp3 import check_mp3
 from merflow.tables import (
@@ -51,7 +52,6 @@ from merflow.tables import (
 
 log = logging.getLogger(__name__)
 
-WINDOW_S = 0.5  # docs/tables.md: the grid every time-continuous label lives on
 POLICIES = ("quarantine", "fail")
 GRID_TOLERANCE = 1e-6  # in windows: 15.0000001 s is 15.0 s, 15.25 s is off the grid
 MAX_LISTED_PROBLEMS = 20

@@ -32,11 +32,10 @@ import pandas as pd
 
 from merflow.datasets.base import TARGET_COLUMNS, RawIndex
 from merflow.datasets.manifest import read_csv_table
-from merflow.features.windows import n_windows, window_end_times
+from merflow.features.windows import WINDOW_S, n_windows, window_end_times
 
 PIECES_CSV = "pieces.csv"
 BARS_CSV = "dynamic_per_measure.csv"
-WINDOW_S = 0.5
 BAR_COLUMNS = ("piece_id", "t_start_s", "t_end_s", "valence_mean", "arousal_mean")
 
 

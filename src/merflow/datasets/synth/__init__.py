@@ -67,7 +67,6 @@ from merflow.datasets.base import RawIndex
 from merflow.datasets.synth.compose import (
     CLASS_NAMES,
     MASTER_GAIN,
-    WINDOW_S,
     compose,
     draw_curves,
     draw_song,
@@ -76,6 +75,7 @@ from merflow.datasets.synth.compose import (
 )
 from merflow.datasets.synth.render import add_room, render_drums, render_part
 from merflow.errors import ConfigError, DatasetError
+from merflow.features.windows import WINDOW_S
 from merflow.io import atomic_path, read_json, write_json
 
 # --- clips -----------------------------------------------------------------------------------
@@ -90,9 +90,6 @@ class SynthClip:
     label: str
     audio: np.ndarray  # mono float32 in [-1, 1]
     targets: pd.DataFrame  # t, arousal, valence
-
-
-PARAMS = ("n_clips", "duration_s", "sample_rate", "n_classes", "clips_per_song", "seed")
 
 
 def clip_id(index: int) -> str:
@@ -142,11 +139,11 @@ def generate(out_dir: Path, **params) -> Path:
     written atomically; ``clips.csv`` comes last, so its presence means the dataset is complete.
     Paths in ``clips.csv`` are relative to ``out_dir``.
     """
-    from merflow.config import synth_settings
+    from merflow.config import SYNTH_KEYS, synth_settings
 
-    unknown = sorted(set(params) - set(PARAMS))
+    unknown = sorted(set(params) - set(SYNTH_KEYS))
     if unknown:
-        raise ConfigError(f"synth: unknown parameter(s) {unknown}; allowed: {list(PARAMS)}")
+        raise ConfigError(f"synth: unknown parameter(s) {unknown}; allowed: {list(SYNTH_KEYS)}")
     params = synth_settings(params)
     params["duration_s"] = float(params["duration_s"])
     out_dir = Path(out_dir)
@@ -206,6 +203,8 @@ def read(spec: dict) -> RawIndex:
 
 def _read_params(root: Path, spec: dict) -> dict:
     """The parameters the data was made with; refuse data made with others than the config's."""
+    from merflow.config import SYNTH_KEYS
+
     path = root / "synth.json"
     if not path.is_file():
         raise DatasetError(
@@ -215,7 +214,7 @@ def _read_params(root: Path, spec: dict) -> dict:
     params = read_json(path)
     stale = [
         f"{key}: data {params.get(key)!r}, config {spec[key]!r}"
-        for key in PARAMS
+        for key in SYNTH_KEYS
         if key in spec and params.get(key) != spec[key]
     ]
     if stale:

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from merflow.errors import ConfigError
+from merflow.features.windows import WINDOW_S
 
 # the classes for each n_classes, in sector order from SECTOR_START_DEG (see the module doc)
 CLASS_NAMES: dict[int, tuple[str, ...]] = {
@@ -20,7 +21,6 @@ CLASS_NAMES: dict[int, tuple[str, ...]] = {
     4: ("Q1", "Q2", "Q3", "Q4"),
 }
 SECTOR_START_DEG: dict[int, float] = {2: -90.0, 3: 30.0, 4: 0.0}
-WINDOW_S = 0.5
 CONTROL_RATE = 100  # Hz: emotion curves and tempo are evaluated on this grid
 N_ROOMS = 8  # the rooms (reverberations) the songs of a dataset share
 MASTER_GAIN = 0.16  # keeps the loudest clips just below the soft limiter's knee
