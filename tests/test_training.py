@@ -370,6 +370,18 @@ def test_a_run_begun_on_the_cpu_resumes_on_a_gpu(regression_dir, tmp_path, monke
     assert "resuming" in caplog.text and result["epochs_run"] == 2
 
 
+def test_a_best_checkpoint_newer_than_the_last_is_not_resumed(regression_dir, tmp_path, caplog):
+    """Killed between writing best.pt and last.pt: best.pt holds an epoch the run's history
+    lacks. Resuming would keep those weights if the replayed epoch did not win again."""
+    train(tmp_path / "run", regression_config(regression_dir, epochs=2))
+    best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    torch.save({**best, "epoch": 3}, tmp_path / "run" / "best.pt")
+    with caplog.at_level(logging.WARNING):
+        result = train(tmp_path / "run", regression_config(regression_dir, epochs=3))
+    assert "best.pt holds epoch 3" in caplog.text and "starting afresh" in caplog.text
+    assert result["epochs_run"] == 3 and len(history(tmp_path / "run")) == 3
+
+
 def test_early_stopping_counts_epochs_without_a_better_validation_loss():
     losses = [0.5, 0.4, 0.45, 0.41, 0.39, 0.6, 0.6, 0.6, 0.1]
     for patience, expected in ((2, (2, 4, 0.4)), (3, (5, 8, 0.39))):

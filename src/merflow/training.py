@@ -275,22 +275,15 @@ def _fit_network(
         )
         tracking.write_history(run_dir / HISTORY_FILE, progress.history)
         board.add(row, lr=optimizer.param_groups[0]["lr"])
-        log.info(
-            "epoch %d/%d %s%s",
-            epoch,
-            config.epochs,
-            tracking.describe(row),
-            " *" if progress.best_epoch == epoch else "",
-        )
+        star = " *" if progress.best_epoch == epoch else ""
+        log.info("epoch %d/%d %s%s", epoch, config.epochs, tracking.describe(row), star)
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)
     board.close()
     tracking.write_history(run_dir / HISTORY_FILE, progress.history)  # also when resumed finished
     if progress.stopped_early:
         log.info(
-            "early stopping: no better validation %s for %d epochs",
-            select_by,
-            config.patience,
+            "early stopping: no better validation %s for %d epochs", select_by, config.patience
         )
     best = progress.history[progress.best_epoch - 1] if progress.best_epoch else {}
     result = {
@@ -480,11 +473,24 @@ def _resume(path: Path, resume_key: dict, model, optimizer, scaler, device):
         why = "other data" if other_data else None
         log.warning("%s was written with %s; starting afresh", path, why or "other settings")
         return Progress(), {}
+    progress = Progress(**checkpoint["progress"])
+    best_on_disk = _saved_epoch(path.parent / BEST_FILE, device)
+    if best_on_disk != progress.best_epoch:  # stopped between writing best.pt and last.pt
+        why = f"{BEST_FILE} holds epoch {best_on_disk}, {path.name}'s best is {progress.best_epoch}"
+        log.warning("%s; starting afresh", why)
+        return Progress(), {}
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
     if checkpoint["scaler"]:  # a CPU run's disabled scaler saved nothing
         scaler.load_state_dict(checkpoint["scaler"])
-    progress = Progress(**checkpoint["progress"])
     log.info("resuming %s after epoch %d", path.parent, progress.epoch)
     kept_states = {int(e): state for e, state in checkpoint.get("kept_states", {}).items()}
     return progress, kept_states
+
+
+def _saved_epoch(path: Path, device) -> int | None:
+    """The epoch a ``best.pt`` holds (None when it cannot be read)."""
+    try:
+        return load_checkpoint(path, device).get("epoch")
+    except RunFileError:
+        return None
