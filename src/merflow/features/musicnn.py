@@ -63,8 +63,8 @@ def compute_musicnn_500ms(clip: DecodedClip, params: dict[str, Any]) -> np.ndarr
     padded = np.concatenate([silence, spectrogram, silence])
     frames_per_s = musicnn.SAMPLE_RATE / musicnn.HOP_LENGTH
     count = n_windows(clip.duration_s, params["window_s"])
-    ends = [math.ceil((k + 1) * params["window_s"] * frames_per_s) for k in range(count)]
-    starts = [end for end in ends]  # a patch ending at frame `end` starts there in `padded`
+    # the patch ending at frame `end` of the spectrogram starts at `end` in `padded`
+    starts = [math.ceil((k + 1) * params["window_s"] * frames_per_s) for k in range(count)]
     network = _network(params["model"], _device())
     return musicnn.predict_at(network, padded, starts)[params["layer"]].astype(np.float32)
 
