@@ -137,7 +137,7 @@ def _fill_defaults(config: dict, schema: dict) -> None:
 
 def _check_semantics(config: dict) -> None:
     for feature in configurable():  # bounds too, before any job runs
-        resolve_params(feature, config.get("features", {}).get(feature, {}))
+        feature_params(config, feature)
     datasets = config["datasets"]
     for name, exp in config["experiments"].items():
         if exp["dataset"] not in datasets:
@@ -175,7 +175,7 @@ def _check_split(experiment: str, exp: dict) -> None:
 
 
 def _check_import_path(config: dict, experiment: str, feature: str) -> None:
-    path = _feature_params(config, feature)["path"]
+    path = feature_params(config, feature)["path"]
     if not path or not Path(path).expanduser().exists():
         where = f"{path} does not exist" if path else "has no path"
         raise ConfigError(
@@ -188,7 +188,7 @@ def _check_import_path(config: dict, experiment: str, feature: str) -> None:
 def _check_input_frames(config: dict, experiment: str) -> None:
     """A frame model's input must fit in the stored log-mel matrix: say so before any job runs."""
     wanted = train_settings(config, experiment).get("input_frames")
-    stored = resolve_params("logmel", config.get("features", {}).get("logmel", {}))["n_frames"]
+    stored = feature_params(config, "logmel")["n_frames"]
     if wanted and wanted > stored:
         raise ConfigError(
             f"config error: experiment '{experiment}' trains on {wanted}-frame inputs "
@@ -241,7 +241,7 @@ def experiments_lacking_weights(config: dict) -> dict[str, list[str]]:
             model
             for feature in exp["features"]
             if FEATURES[feature].computed
-            for model in weights_needed(feature, _feature_params(config, feature))
+            for model in weights_needed(feature, feature_params(config, feature))
         }
         missing = sorted(m for m in needed if not is_cached(m))
         if missing:
@@ -249,7 +249,8 @@ def experiments_lacking_weights(config: dict) -> dict[str, list[str]]:
     return lacking
 
 
-def _feature_params(config: dict, feature: str) -> dict[str, Any]:
+def feature_params(config: dict, feature: str) -> dict[str, Any]:
+    """A feature's parameters in ``config``, with the defaults filled in."""
     return resolve_params(feature, config.get("features", {}).get(feature, {}))
 
 

@@ -108,8 +108,7 @@ PRETRAINED_MODELS = mfpretrained.MODELS
 
 def feature_weights(feature):
     """The cached weights a feature's network needs ([] for features without one)."""
-    overrides = config["features"].get(feature, {})
-    return features.weights_needed(feature, features.resolve_params(feature, overrides))
+    return features.weights_needed(feature, mfconfig.feature_params(config, feature))
 
 
 def pretrained_weights(wildcards):
@@ -124,8 +123,7 @@ def feature_gpus(wildcards):
 
 def feature_params_json(wildcards):
     """Resolved with defaults, so a changed default re-runs the feature like a changed key."""
-    overrides = config["features"].get(wildcards.feature, {})
-    return as_json(features.resolve_params(wildcards.feature, overrides))
+    return as_json(mfconfig.feature_params(config, wildcards.feature))
 
 
 def indexed_shard(wildcards):
@@ -170,9 +168,8 @@ def source_fingerprint(wildcards):
 
 def imported_fingerprint(wildcards):
     """Names, sizes and times of the files an imported feature reads."""
-    overrides = config["features"].get(wildcards.feature, {})
     path = os.path.expanduser(
-        features.resolve_params(wildcards.feature, overrides)["path"]
+        mfconfig.feature_params(config, wildcards.feature)["path"]
     )
     files = (
         [path]
