@@ -35,3 +35,17 @@ def test_emotify_label_recipe_gives_the_sample_labels(shared_data, tmp_path, mon
     assert (both["label"] == both["label_sample"]).all()
     # the sample keeps its audio under audio/; the download unpacks <genre>/<n>.mp3 at the root
     assert ("audio/" + both["path"]).tolist() == both["path_sample"].tolist()
+
+
+def test_every_relative_link_in_the_docs_names_a_file_of_the_repository():
+    pages = [
+        REPO / "README.md",
+        REPO / "config" / "README.md",
+        *sorted((REPO / "docs").glob("*.md")),
+    ]
+    broken = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if "://" not in target and not (page.parent / target).exists():
+                broken.append(f"{page.relative_to(REPO)} → {target}")
+    assert not broken, broken
