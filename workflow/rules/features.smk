@@ -64,7 +64,10 @@ localrules:
 # One job writes both taggers: a job per model would convert the same wheel twice, at once.
 rule fetch_pretrained:
     output:
-        [f"{PRETRAINED_CACHE}/musicnn/{model}.safetensors" for model in PRETRAINED_MODELS],
+        [
+            f"{PRETRAINED_CACHE}/musicnn/{model}.safetensors"
+            for model in PRETRAINED_MODELS
+        ],
     log:
         f"{R}/logs/pretrained/musicnn.log",
     conda:
