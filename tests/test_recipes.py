@@ -302,7 +302,8 @@ def test_the_kept_epochs_are_the_best_on_validation_and_ties_go_to_the_earlier()
 
     no_validation = Progress()
     for epoch in range(1, 6):
-        _advance(no_validation, {"epoch": epoch, "val_loss": math.nan}, patience=50, keep=3)
+        row = {"epoch": epoch, "val_loss": math.nan}
+        _advance(no_validation, row, patience=50, keep=3, validated=False)
     assert [epoch for _, epoch in no_validation.kept] == [5, 4, 3]
 
 

@@ -65,7 +65,7 @@ def test_a_best_checkpoint_with_a_pickled_object_is_refused(tmp_path):
 def test_a_last_checkpoint_with_a_pickled_object_is_set_aside_unread(tmp_path, caplog):
     last = malicious_checkpoint(tmp_path / "last.pt", tmp_path / "marker")
     torch.save({}, tmp_path / "best.pt")
-    progress, kept = _resume(last, None, None, None, None, torch.device("cpu"), "data")
+    progress, kept = _resume(last, {"data": "data"}, None, None, None, torch.device("cpu"))
     assert progress.epoch == 0 and kept == {}  # a fresh start: nothing of it was used
     assert not last.exists() and (tmp_path / "last.pt.damaged").is_file()
     assert "weights_only" in caplog.text and "starting afresh" in caplog.text
