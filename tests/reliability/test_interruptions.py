@@ -56,7 +56,9 @@ def interrupted(tmp_path_factory) -> dict:
     state["first_output"] = (workdir / "first.out").read_text()
     state["debris_after_kill"] = sorted(p.name for p in shard.parent.glob(".*"))
     # What a writer killed between creating and renaming its temporary file leaves (the kill
-    # above may come before any write): the job that owns the file must clear it.
+    # above may come before any write, even before Snakemake made the folder): the job that
+    # owns the file must clear it.
+    shard.parent.mkdir(parents=True, exist_ok=True)
     (shard.parent / f".{shard.name}.killedwriter.part").write_bytes(b"PAR1 half a table")
 
     run_dir = results / MALIK_RUN
