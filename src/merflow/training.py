@@ -243,7 +243,8 @@ def _fit_network(
         device,
         progress.epoch + 1,
     )
-    if not data.val.clip_ids:
+    validated = bool(data.val.clip_ids)
+    if not validated:
         log.warning("no validation clips: no early stopping; the last epoch is kept as best")
     predictor = NetworkPredictor.for_config(model, device, config)
     select_by = select_rule(config, data.val)
@@ -263,7 +264,6 @@ def _fit_network(
         )
         val_loss, val_metric, selection = validate(predictor, data.val, select_by)
         row = tracking.history_row(epoch, train_loss, val_loss, train_metric, val_metric, started)
-        validated = bool(data.val.clip_ids)
         _advance(progress, row, config.patience, selection, config.checkpoint_ensemble, validated)
         if config.checkpoint_ensemble > 1:
             kept_states = _keep_state(kept_states, progress, epoch, model)
