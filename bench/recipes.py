@@ -27,6 +27,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -276,19 +277,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    frames = []
+    frames, walls = [], []
     for name in args.datasets:
         folder = (args.out / name).resolve()
         folder.mkdir(parents=True, exist_ok=True)
         config = bench_config(name, args, folder)
         if not args.table_only:
+            started = time.perf_counter()
             run_workflow(folder, config, args.cores, args.gpus)
+            walls.append(f"{name}: {time.perf_counter() - started:.0f} s")
         frames.append(results_of(folder, config))
     results = pd.concat(frames, ignore_index=True)
     text = table(results) + paired_table(results)
     print(text)
     (args.out / "tables.md").write_text(text)
     results.to_csv(args.out / "results.csv", index=False)
+    if walls:
+        print(f"workflow wall time on {args.cores} cores: {', '.join(walls)}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pandas as pd
@@ -240,14 +239,12 @@ def test_the_driver_runs_the_workflow_and_prints_both_tables(tmp_path):
     options = ["--datasets", "synth", "--synth-clips", "18", "--synth-seconds", "8"]
     options += ["--folds", "2", "--repeats", "1", "--seeds", "0", "--epochs", "2"]
     options += ["--models", "velankar_crnn", "--out", str(tmp_path)]
-    started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, str(REPO / "bench" / "recipes.py"), *options],
         capture_output=True,
         text=True,
         timeout=600,
     )
-    seconds = time.perf_counter() - started
     assert done.returncode == 0, done.stderr[-4000:]
     rows = {tuple(_row_cells(x)[:5]) for x in done.stdout.splitlines() if x.startswith("| ")}
     for model, recipe in [("majority", "-"), ("logistic", "-")]:
@@ -261,5 +258,3 @@ def test_the_driver_runs_the_workflow_and_prints_both_tables(tmp_path):
     runs = tmp_path / "synth" / "results" / "synth" / "synth-velankar-merflow" / "runs"
     assert (runs / "logmel/velankar_crnn/lenfull/kfold2-s0-f1/seed0/metrics.json").is_file()
     assert (tmp_path / "synth" / "results" / "report" / "index.md").is_file()
-    print(f"bench driver end to end: {seconds:.0f} s")
-    assert seconds < 120

@@ -50,7 +50,7 @@ class Holder:
         self.answers, self.stop = FORK.Queue(), FORK.Event()
         self.process = FORK.Process(target=_hold, args=(claim, self.answers, self.stop))
         self.process.start()
-        self.got = self.answers.get(timeout=30)
+        self.got = self.answers.get(timeout=300)  # a hang guard: a busy machine is slow
 
     def end(self, kill: bool = False) -> None:
         if kill:

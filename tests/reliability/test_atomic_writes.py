@@ -75,7 +75,7 @@ def kill_before_rename(kind: str, target: Path, moment: str) -> Path:
         assert temporary.name, child.stderr.read()
     finally:
         child.send_signal(signal.SIGKILL)
-        child.wait(timeout=60)
+        child.wait(timeout=300)
         child.stdout.close()
         child.stderr.close()
     assert child.returncode == -signal.SIGKILL
@@ -119,7 +119,7 @@ def test_the_rename_publishes_the_whole_file(tmp_path):
         [sys.executable, "-c", CHILD.replace("os.replace = stall", ""), "json", str(target), "-"],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(target.read_text())["version"] == "new"
