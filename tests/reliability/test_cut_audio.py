@@ -10,19 +10,22 @@ pipe in a class folder must be listed, never opened (a read would wait forever).
 from __future__ import annotations
 
 import io
+import os
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-from _fixtures_audio import AudioCase, music, raw, with_broken_audio
+from _fixtures_audio import CLASSES, AudioCase, music, raw, with_broken_audio, write_folder_dataset
+from test_bad_audio import index
 from test_bad_labels import assert_fails_naming, assert_quarantines_exactly
 
 from merflow import audio
 from merflow.audio import SUPPORTED_SUFFIXES, probe
 from merflow.datasets.index import probe_clip
 from merflow.errors import AudioError
+from merflow.io import read_table
 from merflow.predict import load_model
 
 SECONDS = 6.0
@@ -193,3 +196,31 @@ def test_predict_refuses_a_cut_wav(tiny, tmp_path):
         load_model(tiny / "runs" / "ridge").predict_file(cut)
     assert "WAV holds" in caught.value.reason and "promises (30.0 s)" in caught.value.reason
     assert cut_time(caught.value.reason) == pytest.approx(15.0, abs=TIME_TOLERANCE_S)
+
+
+# --- named pipes ---------------------------------------------------------------------------------
+
+
+def fifo(path: Path) -> None:
+    os.mkfifo(path)
+
+
+def test_a_named_pipe_in_a_class_folder_is_quarantined_unopened(tmp_path):
+    """Through `merflow index` (a subprocess with a timeout): opening the pipe would block."""
+    cases = [AudioCase("named pipe", "pipe.mp3", fifo, "index")]
+    spec = write_folder_dataset(tmp_path / "data", cases)
+    fifo(tmp_path / "data" / "stray_pipe.wav")  # in no class folder
+    run = index(spec, tmp_path / "out", "quarantine", tmp_path)
+    assert run.returncode == 0, run.stderr
+    quarantine = read_table(tmp_path / "out" / "quarantine.parquet").set_index("clip_id")
+    assert sorted(quarantine.index) == ["pipe", "stray_pipe"]
+    assert quarantine.loc["pipe", "path"] == str(tmp_path / "data" / CLASSES[0] / "pipe.mp3")
+    assert quarantine.loc["pipe", "reason"].startswith("is a named pipe (FIFO)")
+    assert "not a regular file; put the audio file itself there" in quarantine.loc["pipe", "reason"]
+    assert "in no class folder" in quarantine.loc["stray_pipe", "reason"]
+
+
+def test_a_named_pipe_a_manifest_points_at_fails_naming_it(tmp_path):
+    case = with_broken_audio(tmp_path / "data", AudioCase("pipe", "pipe.flac", fifo, "index"))
+    case.reason = "is a named pipe (FIFO)"
+    assert_fails_naming(case, tmp_path / "out")
