@@ -6,9 +6,10 @@ half the length (issue 31). The frames themselves tell. Every frame header annou
 length, so a file cut inside a frame ends before its last header's promise; a download that
 stopped and was padded (or had something else appended) holds bytes that are not MPEG audio where
 the next frame should start; and a Xing/Info/VBRI header, when there is one, promises a number of
-frames that a cut file no longer holds.
+frames that a cut file no longer holds. Bytes that are not frames in the middle, after which the
+stream resumes, are damage: libsndfile's decoder stops there (300 bytes inserted suffice, issue 36).
 
-:func:`check_mp3` reads the file once and looks at four bytes a frame (well under a millisecond
+:func:`inspect_mp3` reads the file once and looks at four bytes a frame (well under a millisecond
 for a 30 s clip). Tags are skipped: ID3v2 at the start, ID3v1, APEv2 and Lyrics3v2 at the end. A
 cut that falls exactly between two frames of a file without a length header leaves a whole,
 shorter MP3: nothing can tell it. A free-format stream (no bitrate in its headers) cannot be
@@ -22,6 +23,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import NamedTuple
+
+from merflow.containers import NOT_JUDGED, Finding, Inspection
 
 # kbps by bitrate index, for (MPEG-1?, layer)
 _BITRATES = {
@@ -50,17 +53,6 @@ class _Frame(NamedTuple):
     stream: int  # version, layer and sample-rate bits: equal for every frame of one stream
 
 
-@dataclass(frozen=True)
-class Mp3Finding:
-    """Why an MP3 is not whole: ``kind`` is ``cut_in_frame``, ``missing_frames``, ``lost_sync``
-    or ``cut_in_tag``; ``audio_s`` is the audio its complete frames decode to; ``reason`` says
-    what happened and what to do, for a quarantine table or an error."""
-
-    kind: str
-    audio_s: float
-    reason: str
-
-
 @dataclass
 class _Walk:
     """What walking the frames found: the complete frames, and where and why they stop."""
@@ -70,48 +62,66 @@ class _Walk:
     frames: int = 0
     stop: int = 0  # offset after the last complete frame
     overrun: bool = False  # the frame at ``stop`` announces more bytes than the file holds
+    damage: tuple[int, int] | None = None  # (frames before, bytes) of the first run of non-frames
 
     def seconds(self, frames: int | None = None) -> float:
         samples = (self.frames if frames is None else frames) * self.first.samples
         return max(0, samples - self.delay) / self.first.sample_rate
 
 
-def check_mp3(path: str | os.PathLike, decoded_s: float | None = None) -> Mp3Finding | None:
-    """A finding when the MP3 at ``path`` was cut (or its end is not audio); None when whole, and
-    when the walk cannot judge (no MPEG sync near the start, free-format bitrate): decoding,
-    which the caller does anyway, is then the only judge.
+def inspect_mp3(path: str | os.PathLike, decoded_s: float | None = None) -> Inspection:
+    """The seconds in the complete frames of the MP3 at ``path``, and a finding when it was cut,
+    damaged, or is more than its decoder reads. Not judged (``audio_s`` None) when the walk cannot
+    judge (no MPEG sync near the start, free-format bitrate): decoding is then the only judge.
 
     ``decoded_s``, the length libsndfile gives the file, is checked against the frames too:
-    libsndfile takes the length of an MP3 without a length header from its size, which for a
-    variable bit rate stops the decoding early (a whole 8 s file read as 1.6 s)."""
-    return check_mp3_bytes(Path(path).read_bytes(), decoded_s)
+    libsndfile takes the length of an MP3 without a length header from its size and the first
+    frame's bit rate. When that is shorter than the frames (variable bit rate), decoding stops
+    there (a whole 8 s file read as 1.6 s): a finding. When it is longer (a quiet start at a low
+    bit rate), decoding reads every frame: no finding, and ``audio_s`` is the true length."""
+    return inspect_mp3_bytes(Path(path).read_bytes(), decoded_s)
 
 
-def check_mp3_bytes(data: bytes, decoded_s: float | None = None) -> Mp3Finding | None:
+def check_mp3(path: str | os.PathLike, decoded_s: float | None = None) -> Finding | None:
+    """The finding of :func:`inspect_mp3`, if any."""
+    return inspect_mp3(path, decoded_s).finding
+
+
+def check_mp3_bytes(data: bytes, decoded_s: float | None = None) -> Finding | None:
     """:func:`check_mp3` on the file's bytes."""
+    return inspect_mp3_bytes(data, decoded_s).finding
+
+
+def inspect_mp3_bytes(data: bytes, decoded_s: float | None = None) -> Inspection:
+    """:func:`inspect_mp3` on the file's bytes."""
     start = _skip_id3v2(data)
     if start > len(data):
         reason = "MP3 ends inside its ID3v2 tag, before any audio: the file was cut; re-download it"
-        return Mp3Finding("cut_in_tag", 0.0, reason)
+        return Inspection(0.0, Finding("cut_in_tag", 0.0, reason))
     end = _audio_end(data, start)
     first = _find_sync(data, start, min(end, start + SYNC_SEARCH), end)
     if first is None:
-        return None
+        return NOT_JUDGED
     walk = _Walk(_frame(data[first + 1], data[first + 2]), stop=first)
     promised = _read_length_header(data, walk)
     _walk(data, walk, end)
-    finding = _judge(data, walk, end, promised)
-    if finding is None and decoded_s is not None and walk.seconds() - decoded_s > DECODE_SLACK_S:
-        reason = (
-            f"MP3 of variable bit rate without a length header: the decoder reads {decoded_s:.1f} "
-            f"s of its {walk.seconds():.1f} s; re-encode it (e.g. ffmpeg -i in.mp3 out.flac)"
-        )
-        return Mp3Finding("short_decode", decoded_s, reason)
-    return finding
+    finding = _judge(data, walk, end, promised) or _short_decode(walk, decoded_s)
+    return Inspection(walk.seconds(), finding)
 
 
-def _judge(data: bytes, walk: _Walk, end: int, promised: int | None) -> Mp3Finding | None:
-    """The finding the walk supports, if any; a frame cut short is the strongest evidence.
+def _short_decode(walk: _Walk, decoded_s: float | None) -> Finding | None:
+    if decoded_s is None or walk.seconds() - decoded_s <= DECODE_SLACK_S:
+        return None
+    reason = (
+        f"MP3 of variable bit rate without a length header: the decoder reads {decoded_s:.1f} "
+        f"s of its {walk.seconds():.1f} s; re-encode it (e.g. ffmpeg -i in.mp3 out.flac)"
+    )
+    return Finding("short_decode", decoded_s, reason)
+
+
+def _judge(data: bytes, walk: _Walk, end: int, promised: int | None) -> Finding | None:
+    """The finding the walk supports, if any: damage first (decoding stops there), then a frame
+    cut short, the strongest evidence of a cut.
 
     Bytes after the last frame that are neither a frame nor a tag are tolerated up to one frame's
     length, as padding (decoders meet such padding; none of the 344 MP3s of ../shared/data has
@@ -120,21 +130,28 @@ def _judge(data: bytes, walk: _Walk, end: int, promised: int | None) -> Mp3Findi
     audio_s, tail = walk.seconds(), data[walk.stop : end]
     promise = f"{walk.seconds(promised):.1f} s" if promised else ""
     of = f" of the {promise} its header promises" if promised else ""
+    if walk.damage:
+        frames, size = walk.damage
+        reason = (
+            f"MP3 is damaged at about {walk.seconds(frames):.1f} s: {size} bytes there are not "
+            "MPEG frames, and the decoder stops there (a damaged download)"
+        )
+        return Finding("damaged", walk.seconds(frames), reason + "; re-download it")
     if walk.overrun or _cut_in_header(tail):
         reason = f"MP3 ends inside a frame: the file was cut at about {audio_s:.1f} s{of}"
-        return Mp3Finding("cut_in_frame", audio_s, reason + "; re-download it")
+        return Finding("cut_in_frame", audio_s, reason + "; re-download it")
     if len(tail) > walk.first.length and not tail.startswith(_TAGS):
         reason = (
             f"MP3 audio stops at about {audio_s:.1f} s{of}: the last {len(tail)} bytes are not "
             "MPEG frames (an incomplete or damaged download)"
         )
-        return Mp3Finding("lost_sync", audio_s, reason + "; re-download it")
+        return Finding("lost_sync", audio_s, reason + "; re-download it")
     if promised is not None and walk.frames + PROMISE_SLACK < promised:
         reason = (
             f"MP3 holds {walk.frames} of the {promised} frames its header promises: the file "
             f"was cut at about {audio_s:.1f} s of {promise}"
         )
-        return Mp3Finding("missing_frames", audio_s, reason + "; re-download it")
+        return Finding("missing_frames", audio_s, reason + "; re-download it")
     return None
 
 
@@ -187,7 +204,7 @@ def _find_sync(data: bytes, pos: int, limit: int, end: int, stream: int | None =
 
 def _walk(data: bytes, walk: _Walk, end: int) -> None:
     """Count complete frames from ``walk.stop`` to the end. Bytes that are not a frame end the
-    walk unless the stream resumes after them (damage mid-file is not a cut)."""
+    walk unless the stream resumes after them: the first such run is noted as damage."""
     pos, stream = walk.stop, walk.first.stream
     while True:
         while pos + 4 <= end and data[pos] == 0xFF:
@@ -205,6 +222,7 @@ def _walk(data: bytes, walk: _Walk, end: int) -> None:
         resumed = _find_sync(data, pos + 1, end, end, stream)
         if resumed is None:
             return
+        walk.damage = walk.damage or (walk.frames, resumed - pos)
         pos = resumed
 
 

@@ -51,7 +51,6 @@ from merflow.features.registry import FEATURES, columns, computed, resolve_param
 from merflow.features.windows import window_end_times
 from merflow.inference import NetworkPredictor, load_predictor
 from merflow.io import atomic_path, read_json, write_json, write_table
-from merflow.mp3 import check_mp3
 from merflow.provenance import package_versions
 from merflow.run_data import ZScore
 from merflow.runs import BASELINE_FILE, NORM_FILE, RETRAIN, RUN_FILE, RunFileError, damaged
@@ -100,9 +99,7 @@ class TaggingModel:
         path = Path(path)
         params = self.spec["feature_params"]
         signal = audio.load(path, params["sample_rate"])
-        if path.suffix.lower() == ".mp3" and (
-            finding := check_mp3(path, len(signal) / params["sample_rate"])
-        ):
+        if finding := audio.inspect(path, len(signal) / params["sample_rate"]).finding:
             raise AudioError(path, finding.reason)
         clip = DecodedClip(signal, params["sample_rate"])
         clip_id = clip_id or path.stem

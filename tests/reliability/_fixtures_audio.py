@@ -106,7 +106,7 @@ def broken_cases() -> list[AudioCase]:
             "cut_half.mp3",
             raw(mp3[: len(mp3) // 2]),
             "index",
-            "the file is truncated",
+            "MP3 ends inside a frame: the file was cut at about",
         ),
         AudioCase(
             "MP3 cut to 400 bytes",
@@ -210,13 +210,13 @@ def real_mp3_cases(real_mp3: Path) -> list[AudioCase]:
     mp3 = real_mp3.read_bytes()
     return [
         AudioCase("real MP3 cut to 400 bytes", "cut.mp3", raw(mp3[:400]), "index", "unreadable"),
-        # the header survives, so the header promises the full length: only decoding tells
+        # the header survives and promises the full length: the frames tell
         AudioCase(
             "real MP3 cut to 3000 bytes",
             "cut_header_kept.mp3",
             raw(mp3[:3000]),
             "index",
-            "truncated",
+            "the file was cut at about",
         ),
     ]
 

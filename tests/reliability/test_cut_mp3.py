@@ -23,7 +23,7 @@ from test_bad_audio import index
 from test_bad_labels import assert_fails_naming, assert_quarantines_exactly
 
 from merflow.audio import probe
-from merflow.datasets.index import probe_clip
+from merflow.datasets.index import build_index, probe_clip
 from merflow.errors import AudioError
 from merflow.io import read_table
 from merflow.mp3 import check_mp3, check_mp3_bytes
@@ -218,13 +218,40 @@ def test_a_download_padded_or_followed_by_other_bytes_loses_sync():
         assert abs(finding.audio_s - truth) <= TIME_TOLERANCE_S
 
 
-def test_padding_tags_and_damage_mid_file_are_no_cut():
+def test_padding_and_tags_are_no_cut():
     data = without_length_header(encode(48000, 1, "CONSTANT", 0.5))
     assert check_mp3_bytes(data + bytes(100)) is None  # padding shorter than a frame
     assert check_mp3_bytes(data + id3v2()) is None  # an ID3v2 tag appended without footer
+
+
+def decoded_until_it_stops(data: bytes) -> float:
+    """Seconds libsndfile decodes before it stops, silently or with an error."""
+    decoded = 0
+    with sf.SoundFile(io.BytesIO(data)) as audio:
+        try:
+            while len(block := audio.read(4096)):
+                decoded += len(block)
+        except sf.LibsndfileError:
+            pass
+        return decoded / audio.samplerate
+
+
+@pytest.mark.parametrize("junk", ["1000 zero bytes inserted", "4 kB overwritten with noise"])
+def test_damage_mid_file_is_named_where_the_decoder_stops(junk):
+    data = without_length_header(encode(48000, 1, "CONSTANT", 0.5))
     middle = len(data) // 2
-    damaged = data[:middle] + bytes(1000) + data[middle:]  # the stream resumes after the junk
-    assert check_mp3_bytes(damaged) is None
+    if junk.startswith("1000"):
+        damaged = data[:middle] + bytes(1000) + data[middle:]  # the stream resumes after it
+    else:
+        noise = np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes()
+        damaged = data[:middle] + noise + data[middle + 4096 :]
+    finding = check_mp3_bytes(damaged)
+    assert finding is not None and finding.kind == "damaged"
+    assert re.search(r"MP3 is damaged at about \d+\.\d s: \d+ bytes", finding.reason)
+    assert "truncat" not in finding.reason and finding.reason.endswith("; re-download it")
+    stops = decoded_until_it_stops(damaged)
+    assert stops < decoded_seconds(data) - 1  # the decoder stops at the damage: no glitch
+    assert abs(cut_time(finding.reason) - stops) <= TIME_TOLERANCE_S
 
 
 def test_a_file_cut_inside_its_id3v2_tag_is_cut():
@@ -316,3 +343,70 @@ def test_merflow_index_exits_2_on_a_real_mp3_cut_in_half(real_cut, tmp_path):
         assert fragment in run.stderr
     assert "Traceback" not in run.stderr
     assert not (tmp_path / "out" / "clips.parquet").exists()
+
+
+# --- whole but odd, and damaged: the true reason (issue 36) --------------------------------------
+
+
+def vbr_with_a_quiet_start(estimate: str) -> bytes:
+    """A VBR stream without length header. libsndfile estimates its length from the size and the
+    first frame's bit rate: after two seconds of silence (a low rate) the estimate is too long;
+    straight into the music, too short."""
+    signal = music(SECONDS, 22050)
+    if estimate == "too long":
+        signal = np.concatenate([np.zeros(2 * 22050), signal])
+    buffer = io.BytesIO()
+    sf.write(buffer, signal, 22050, format="MP3", bitrate_mode="VARIABLE", compression_level=0.9)
+    return without_length_header(buffer.getvalue())
+
+
+def test_a_whole_vbr_mp3_estimated_too_long_is_indexed_at_its_true_length(tmp_path):
+    data = vbr_with_a_quiet_start("too long")
+    path = tmp_path / "quiet_start.mp3"
+    path.write_bytes(data)
+    decoded = decoded_seconds(data)
+    assert probe(path).duration_s > decoded + 1  # libsndfile's estimate from the size...
+    assert decoded == pytest.approx(
+        frames_kept_s(data), abs=TIME_TOLERANCE_S
+    )  # ...yet it decodes whole
+    assert probe_clip(path).duration_s == pytest.approx(decoded, abs=TIME_TOLERANCE_S)
+
+
+def test_the_index_keeps_a_whole_vbr_mp3_and_quarantines_one_its_decoder_reads_in_part(tmp_path):
+    cases = [
+        AudioCase(
+            "VBR, estimate too long", "long.mp3", raw(vbr_with_a_quiet_start("too long")), ""
+        ),
+        AudioCase(
+            "VBR, estimate too short", "short.mp3", raw(vbr_with_a_quiet_start("too short")), ""
+        ),
+    ]
+    spec = write_folder_dataset(tmp_path / "data", cases, n_good=2)
+    build_index(spec, tmp_path / "out")
+    clips = read_table(tmp_path / "out" / "clips.parquet")
+    quarantine = read_table(tmp_path / "out" / "quarantine.parquet")
+    assert "long" in set(clips["clip_id"])
+    assert quarantine["clip_id"].tolist() == ["short"]
+    reason = quarantine["reason"][0]
+    assert (
+        "the decoder reads" in reason and "re-encode it (e.g. ffmpeg -i in.mp3 out.flac)" in reason
+    )
+    assert "truncat" not in reason
+
+
+def garbled_in_the_middle(data: bytes) -> bytes:
+    middle = len(data) // 2
+    noise = np.random.default_rng(3).integers(0, 256, 4096, dtype=np.uint8).tobytes()
+    return data[:middle] + noise + data[middle + 4096 :]
+
+
+def test_the_index_names_a_real_mp3_garbled_in_the_middle_damaged(shared_data, tmp_path):
+    garbled = garbled_in_the_middle((shared_data / REAL_HEADERLESS).read_bytes())
+    damaged = "MP3 is damaged at about"
+    broken = AudioCase(
+        "real MP3 garbled in the middle", "garbled.mp3", raw(garbled), "index", damaged
+    )
+    assert_quarantines_exactly(with_broken_audio(tmp_path / "data", broken), tmp_path / "out")
+    reason = read_table(tmp_path / "out" / "quarantine.parquet")["reason"][0]
+    assert "truncat" not in reason and reason.endswith("; re-download it")
+    assert abs(cut_time(reason) - decoded_until_it_stops(garbled)) <= TIME_TOLERANCE_S

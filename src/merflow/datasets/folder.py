@@ -83,12 +83,13 @@ def normalized_extensions(extensions: Iterable[str] | None) -> tuple[str, ...]:
 
 
 def audio_files(directory: Path, extensions: Iterable[str]) -> list[Path]:
-    """Audio files directly in ``directory`` (not hidden), sorted; suffixes case-insensitive."""
+    """Audio files directly in ``directory`` (not hidden), sorted; suffixes case-insensitive.
+    Whatever is not a folder counts (a named pipe, a broken link): the index says what it is."""
     extensions = tuple(extensions)
     return sorted(
         p
         for p in directory.iterdir()
-        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in extensions
+        if not p.is_dir() and not p.name.startswith(".") and p.suffix.lower() in extensions
     )
 
 
@@ -98,7 +99,7 @@ def _scan_class_folders(audio_dir: Path, extensions: tuple[str, ...], index: Raw
     for entry in sorted(audio_dir.iterdir()):
         if entry.name.startswith("."):
             continue
-        if entry.is_file() and entry.suffix.lower() in extensions:
+        if not entry.is_dir() and entry.suffix.lower() in extensions:
             index.exclude(
                 entry.stem,
                 str(entry),
@@ -106,12 +107,10 @@ def _scan_class_folders(audio_dir: Path, extensions: tuple[str, ...], index: Raw
                 "folder of its class",
             )
         elif entry.is_dir():
-            # A dangling symlink is no file, but it is a clip the user meant: it goes on and is
-            # quarantined as unreadable instead of vanishing.
+            # A dangling symlink or a named pipe is no regular file, but it is a clip the user
+            # meant: it goes on and is quarantined (never opened) instead of vanishing.
             files = [
-                p
-                for p in sorted(entry.rglob("*"))
-                if (p.is_file() or p.is_symlink() and not p.exists()) and not _hidden(p, entry)
+                p for p in sorted(entry.rglob("*")) if not p.is_dir() and not _hidden(p, entry)
             ]
             audio = [p for p in files if p.suffix.lower() in extensions]
             if not audio:

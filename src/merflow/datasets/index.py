@@ -13,12 +13,13 @@ First, a clip whose path leads outside the dataset root is refused unless the da
 reason of the first it fails): unique clip ids; an audio file where the labels point; a label
 among the classes (labelled datasets); annotations for every clip, with finite times on the
 window grid, no time twice, arousal and valence present and in [-1, 1] (time-continuous
-datasets); audio whose header reads and whose end decodes (a truncated download keeps its
-header); annotations that end within one window of the audio's end.
+datasets); a regular file (a named pipe is never opened) whose header reads and which is whole
+(a truncated download keeps its header); annotations that end within one window of the audio's
+end.
 
-Probing reads headers only (plus one short seek to the end), so thousands of files index in
-seconds. Outputs are sorted by ``clip_id`` and written through :mod:`merflow.io`, so a re-run on
-the same data writes byte-identical files.
+Probing (:func:`merflow.audio.probe_clip`) reads headers and container bookkeeping only, so
+thousands of files index in seconds. Outputs are sorted by ``clip_id`` and written through
+:mod:`merflow.io`, so a re-run on the same data writes byte-identical files.
 """
 
 from __future__ import annotations
@@ -33,15 +34,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import soundfile as sf
 
-from merflow.audio import AudioInfo, probe
+from merflow.audio import AudioInfo, probe_clip
 from merflow.datasets import ADAPTERS
 from merflow.datasets.base import RawIndex
 from merflow.errors import AudioError, ConfigError, DatasetError
 from merflow.features.windows import WINDOW_S
 from merflow.io import write_table
-from merflow.mp3 import check_mp3
 from merflow.tables import (
     CLIPS_SCHEMA,
     TARGETS_SCHEMA,
@@ -252,7 +251,7 @@ def _duplicate_ids(clips: pd.DataFrame) -> dict[int, str]:
 
 def _missing_audio(clips: pd.DataFrame) -> dict[int, str]:
     reason = "labelled, but no audio file is at this path; put its audio there or remove its labels"
-    return {row: reason for row, path in clips["path"].items() if not Path(path).is_file()}
+    return {row: reason for row, path in clips["path"].items() if not Path(path).exists()}
 
 
 def _label_problems(clips: pd.DataFrame, classes: list[str]) -> dict[int, str]:
@@ -384,36 +383,6 @@ def _probe_all(clips: pd.DataFrame) -> tuple[dict[int, AudioInfo], dict[int, str
         except AudioError as exc:
             reasons[row] = exc.reason
     return info, reasons
-
-
-def probe_clip(path: str | Path) -> AudioInfo:
-    """The header's duration, rate and channels, once the file is known to decode to its end.
-
-    A truncated download keeps its header (an MP3's Xing frame count promises the full length),
-    so the header alone cannot tell. Seeking to one second before the promised end and decoding
-    from there can: it yields nothing when the data stop early (a cut within the last second
-    passes; the features stage then sees the real length). Most MP3s have no such header, and
-    libsndfile takes their length from the file's size, cut or not: their frame headers are
-    walked instead (:mod:`merflow.mp3`, <1 ms). Costs ~2 ms a file, mostly the seek.
-    """
-    info = probe(path)
-    if info.duration_s == 0:
-        raise AudioError(path, "holds no audio samples (0 s); re-export or remove it")
-    try:
-        with sf.SoundFile(str(path)) as audio:
-            audio.seek(max(0, audio.frames - audio.samplerate))
-            tail = audio.read(2048, dtype="float32")
-    except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
-        raise AudioError(path, f"cannot decode to its end ({exc}); re-download it") from exc
-    if len(tail) == 0:
-        raise AudioError(
-            path,
-            f"the header promises {info.duration_s:.2f} s but the audio data stop before "
-            f"{max(0.0, info.duration_s - 1):.2f} s: the file is truncated; re-download it",
-        )
-    if Path(path).suffix.lower() == ".mp3" and (finding := check_mp3(path, info.duration_s)):
-        raise AudioError(path, finding.reason)
-    return info
 
 
 # --- outputs ----------------------------------------------------------------------------------

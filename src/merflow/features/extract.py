@@ -141,7 +141,7 @@ def compute_all(
 
 
 def _check_length(path: str, decoded_s: float, indexed_s: float) -> None:
-    # The index stage lets a cut within the last second pass (datasets.index.probe_clip).
+    # The index stage lets a cut within the last second pass (audio.probe_clip).
     if decoded_s < indexed_s - TRUNCATION_TOLERANCE_S:
         raise AudioError(
             path,
