@@ -152,7 +152,7 @@ def test_indexing_decodes_at_most_a_second_of_each_file(shared_data, tmp_path, m
     result = build_index({**spec, "audio_dir": "audio"}, tmp_path)
     assert result.n_clips == 252
     clips = read_table(tmp_path / "clips.parquet")
-    assert set(decoded) == set(clips["path"])
+    assert set(decoded) <= set(clips["path"])
     limits = clips.set_index("path")["sample_rate"]  # one second of each file at most
     over = {path: n for path, n in decoded.items() if n > limits[path]}
     assert not over, f"decoded more than a second of {len(over)} files: {list(over.items())[:3]}"
