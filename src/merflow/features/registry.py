@@ -33,6 +33,7 @@ FEATURES: dict[str, FeatureSpec] = catalog(
     "merflow.features.logmel:LOGMEL",
     "merflow.features.logmel:LOGMEL_500MS",
     "merflow.features.compare:COMPARE_500MS",
+    "merflow.features.compare:COMPARE_FUNCTIONALS",
     "merflow.features.musicnn:MUSICNN",
     "merflow.features.musicnn:MUSICNN_500MS",
     "merflow.features.imported:EMBEDDINGS",
