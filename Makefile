@@ -12,10 +12,11 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 setup: $(VENV)/.installed
 
+# With the essentia extra (AGPL-3.0, optional for users), so that the tests cover that feature.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet --constraint constraints.txt -e '.[dev]'
+	$(BIN)/pip install --quiet --constraint constraints.txt -e '.[dev,essentia]'
 	$(BIN)/merflow pretrained fetch musicnn  # weights from the musicnn wheel on PyPI, cached
 	touch $@
 

@@ -12,6 +12,9 @@ seconds of audio processed per wall-clock second for
 * the pretrained embeddings, decoding included, on torch's 2 threads: ``musicnn`` (3 s patches
   one after the other) and ``musicnn_500ms`` (a 3 s patch every 0.5 s), if their weights are
   cached (goals: 50x and 10x real time);
+* the clip descriptors on one core, decoding included: ``compare_functionals`` (ComParE_2016
+  and eGeMAPSv02; goal 30x real time) and ``essentia`` at 44.1 kHz, if installed (goal 10x);
+  also per CPU second, which other jobs on the machine do not lower;
 * a feature job's start-up: a fresh interpreter importing merflow and computing one second of
   silence (what each Snakemake job pays before its first clip), and whether it loaded torch.
 
@@ -26,6 +29,7 @@ Targets: stage overhead over bare openSMILE <= 5 %; 2 processes >= 1.8x one proc
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import multiprocessing
 import os
 import subprocess
@@ -153,6 +157,7 @@ def main() -> None:
         many = walls[f"stage: all 3, {n_shards} shards, {args.processes} process(es)"]
         print(f"{args.processes} processes vs 1: {one / many:.2f}x (target >= 1.8x)")
     embeddings(clips, seconds)
+    descriptors(clips, seconds)
     start_up()
 
 
@@ -173,6 +178,35 @@ def embeddings(clips: pd.DataFrame, seconds: float) -> None:
         extract_shard(clips, name, {})
         speed = seconds / (time.perf_counter() - start)
         print(f"{name}: {speed:.0f}x real time on 2 threads, decoding included (goal >= {goal}x)")
+
+
+DESCRIPTORS = {  # label: (feature, params, goal in x real time)
+    "compare_functionals (ComParE_2016)": ("compare_functionals", {}, 30),
+    "compare_functionals (eGeMAPSv02)": ("compare_functionals", {"feature_set": "eGeMAPSv02"}, 30),
+    "essentia": ("essentia", {}, 10),
+}
+
+
+def descriptors(clips: pd.DataFrame, seconds: float) -> None:
+    """Throughput of the clip descriptor features on one core, decoding included."""
+    from merflow.features.registry import FEATURES
+
+    cores = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cores)})  # one core, as one feature job
+    print()
+    for label, (name, params, goal) in DESCRIPTORS.items():
+        if FEATURES[name].needs and importlib.util.find_spec(FEATURES[name].needs) is None:
+            print(f"{label}: not installed (pip install 'merflow[{FEATURES[name].needs}]')")
+            continue
+        extract_shard(clips.iloc[:1], name, params)  # builds the extractors once
+        start, cpu = time.perf_counter(), time.process_time()
+        extract_shard(clips, name, params)
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+        print(
+            f"{label}: {seconds / wall:.0f}x real time on one core, decoding included "
+            f"({seconds / cpu:.0f}x per CPU second; goal >= {goal}x)"
+        )
+    os.sched_setaffinity(0, cores)
 
 
 START_UP = """

@@ -61,13 +61,23 @@ def test_registry_kinds_and_defaults():
         "logmel": "frames",
         "logmel_500ms": "windows",
         "compare_500ms": "windows",
+        "compare_functionals": "clip",
+        "essentia": "clip",
         "musicnn": "clip",
         "musicnn_500ms": "windows",
         "embeddings": "clip",  # imported from the user's files
         "embeddings_500ms": "windows",
         "deam_opensmile": "windows",  # comes with DEAM, not computed
     }
-    assert computed() == ["logmel", "logmel_500ms", "compare_500ms", "musicnn", "musicnn_500ms"]
+    assert computed() == [
+        "logmel",
+        "logmel_500ms",
+        "compare_500ms",
+        "compare_functionals",
+        "essentia",
+        "musicnn",
+        "musicnn_500ms",
+    ]
     assert default_params("logmel")["n_mels"] == 128
     assert default_params("logmel")["n_frames"] == 640
     assert default_params("logmel_500ms")["n_mels"] == 64

@@ -21,7 +21,13 @@ import yaml
 
 from merflow.datasets import ADAPTERS
 from merflow.errors import ConfigError
-from merflow.features.registry import FEATURES, configurable, imported, resolve_params
+from merflow.features.registry import (
+    FEATURES,
+    configurable,
+    imported,
+    require_installed,
+    resolve_params,
+)
 from merflow.models.registry import MODELS
 from merflow.runs import NO_SEQ_LEN, Run
 
@@ -147,6 +153,7 @@ def _check_semantics(config: dict) -> None:
             )
         _check_pairs(name, exp)
         _check_split(name, exp)
+        _check_installed(name, exp)
         for feature in set(exp["features"]) & set(imported()):
             _check_import_path(config, name, feature)
         sequence_models = [m for m in exp["models"] if MODELS[m].sequence]
@@ -172,6 +179,15 @@ def _check_split(experiment: str, exp: dict) -> None:
         experiment_split_ids(exp)
     except ConfigError as exc:
         raise ConfigError(f"config error: experiment '{experiment}': {exc}") from None
+
+
+def _check_installed(experiment: str, exp: dict) -> None:
+    """Features that need an optional extra (Essentia): refused now, naming the extra."""
+    for feature in exp["features"]:
+        try:
+            require_installed(feature)
+        except ConfigError as exc:
+            raise ConfigError(f"config error: experiment '{experiment}': {exc}") from None
 
 
 def _check_import_path(config: dict, experiment: str, feature: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import importlib.util
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -33,6 +34,8 @@ FEATURES: dict[str, FeatureSpec] = catalog(
     "merflow.features.logmel:LOGMEL",
     "merflow.features.logmel:LOGMEL_500MS",
     "merflow.features.compare:COMPARE_500MS",
+    "merflow.features.compare:COMPARE_FUNCTIONALS",
+    "merflow.features.essentia_descriptors:ESSENTIA",
     "merflow.features.musicnn:MUSICNN",
     "merflow.features.musicnn:MUSICNN_500MS",
     "merflow.features.imported:EMBEDDINGS",
@@ -49,6 +52,17 @@ def computed() -> list[str]:
 def weights_needed(name: str, params: Mapping[str, Any]) -> list[str]:
     """The pretrained models (cached weights) computing feature ``name`` needs."""
     return [params["model"]] if FEATURES[name].pretrained else []
+
+
+def require_installed(name: str) -> None:
+    """A :class:`ConfigError` naming the extra to install if feature ``name`` needs a package
+    that is missing (an optional extra, e.g. Essentia's licence differs from merflow's)."""
+    package = FEATURES[name].needs
+    if package and importlib.util.find_spec(package) is None:
+        raise ConfigError(
+            f"feature '{name}' needs the optional package {package}, which is not installed; "
+            f"install it with pip install 'merflow[{package}]'"
+        )
 
 
 def label(name: str) -> str:

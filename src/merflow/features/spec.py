@@ -25,7 +25,9 @@ class FeatureSpec:
     ``(n_windows, n_columns)``), ``"frames"`` (one fixed-size matrix per clip; ``compute``
     returns ``(n_rows, n_frames)`` and ``valid_frames`` counts the frames taken from audio) or
     ``"clip"`` (one vector per clip; ``compute`` returns ``(1, n_columns)``). ``pretrained``
-    names the weights a feature needs (``merflow pretrained fetch <pretrained>``).
+    names the weights a feature needs (``merflow pretrained fetch <pretrained>``); ``needs`` the
+    Python package it imports that merflow does not install by default: the optional extra of the
+    same name installs it (``pip install 'merflow[<needs>]'``).
     A feature without ``compute`` comes with a dataset (``provided_by``: its adapter) instead of
     being computed from audio. ``label`` names it in reports; ``malik_table`` is the part of
     Malik et al.'s Table 1 it belongs to ("a": the 260 baseline features, "b": log-mel bands).
@@ -43,6 +45,7 @@ class FeatureSpec:
     provided_by: str | None = None
     malik_table: str | None = None
     pretrained: str | None = None
+    needs: str | None = None
 
     @property
     def computed(self) -> bool:
