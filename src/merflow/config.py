@@ -138,6 +138,8 @@ def _fill_defaults(config: dict, schema: dict) -> None:
 def _check_semantics(config: dict) -> None:
     for feature in configurable():  # bounds too, before any job runs
         feature_params(config, feature)
+    for model, given in config["model_options"].items():
+        _check_model_options(model, given)
     datasets = config["datasets"]
     for name, exp in config["experiments"].items():
         if exp["dataset"] not in datasets:
@@ -164,6 +166,16 @@ def _check_semantics(config: dict) -> None:
         check_dataset_root(name, spec)
     for name in config.get("predict", {}):
         _check_predict_input(name, predict_job(config, name))
+
+
+def _check_model_options(model: str, given: dict) -> None:
+    """Every model's options against its own declaration, before any job runs."""
+    if model not in MODELS:
+        raise ConfigError(
+            f"config error: model_options names unknown model '{model}'; known models: "
+            f"{', '.join(MODELS)}"
+        )
+    MODELS[model].check_options(given)
 
 
 def _check_split(experiment: str, exp: dict) -> None:
