@@ -136,6 +136,7 @@ def _fill_defaults(config: dict, schema: dict) -> None:
 
 
 def _check_semantics(config: dict) -> None:
+    _check_results_dir(config["results_dir"])
     for feature in configurable():  # bounds too, before any job runs
         feature_params(config, feature)
     for model, given in config["model_options"].items():
@@ -166,6 +167,14 @@ def _check_semantics(config: dict) -> None:
         check_dataset_root(name, spec)
     for name in config.get("predict", {}):
         _check_predict_input(name, predict_job(config, name))
+
+
+def _check_results_dir(results_dir: str) -> None:
+    if not results_dir.strip():
+        raise ConfigError(
+            "config error: 'results_dir' is empty, which would put every output at the "
+            "filesystem root; give the folder for the outputs, e.g. results_dir: results"
+        )
 
 
 def _check_model_options(model: str, given: dict) -> None:

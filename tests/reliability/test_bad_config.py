@@ -101,6 +101,10 @@ MISTAKES = {
         lambda c: c.update(model_options={"ridgee": {"alpha": 2}}),
         "model_options names unknown model 'ridgee'; known models: malik_crnn_nb",
     ),
+    "empty results_dir": (
+        lambda c: c.update(results_dir=""),
+        "'results_dir' is empty, which would put every output at the filesystem root",
+    ),
     "experiment naming an undefined dataset": (
         lambda c: c["experiments"]["velankar"].update(dataset="emotify"),
         "experiment 'velankar' uses dataset 'emotify', which is not defined",
