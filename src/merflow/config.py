@@ -289,7 +289,13 @@ def check_dataset_root(name: str, spec: dict) -> None:
             f"config error: dataset '{name}' has no 'root'. Download {hint}; then run with "
             f"{override} (or set datasets.{name}.root in the config file)"
         )
-    if not Path(root).expanduser().is_dir():
+    folder = Path(root).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(
+            f"config error: dataset '{name}': root {root} is a file, not a folder; give the "
+            f"folder that holds the dataset with {override}"
+        )
+    if not folder.is_dir():
         raise ConfigError(
             f"config error: dataset '{name}': root {root} does not exist. Download {hint} and put "
             f"it there, or give the folder where it is with {override}"

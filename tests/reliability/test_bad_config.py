@@ -122,6 +122,17 @@ def test_snakemake_stops_on_a_wrong_config_naming_the_key(mistake, tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.slow
+def test_a_dataset_root_that_is_a_file_stops_snakemake(tmp_path):
+    root = tmp_path / "songs.zip"
+    root.write_bytes(b"PK\x03\x04 not unpacked")
+    config = changed(lambda c: c["datasets"].update(mine={"adapter": "folder", "root": str(root)}))
+    out = snakemake(tmp_path, config, "-n")
+    assert out.returncode != 0
+    assert f"dataset 'mine': root {root} is a file, not a folder" in out.stdout + out.stderr
+    assert "does not exist" not in out.stdout + out.stderr
+
+
 def renamed(section: str, old: str, new: str):
     def edit(config: dict) -> None:
         config[section][new] = config[section].pop(old)
