@@ -201,3 +201,49 @@ def test_a_damaged_resume_checkpoint_is_set_aside_and_the_run_retrained(rerun_co
     assert "last.pt is damaged" in train_log(rerun_copy)
     assert (rerun_copy / MALIK_NB / "last.pt.damaged").is_file()
     assert_run_complete(rerun_copy)
+
+
+# --- a real re-run after a baseline option changed ------------------------------------------------
+
+BASELINES_ONLY = {
+    "datasets": {
+        "tiny": {"adapter": "synth", "n_clips": 12, "duration_s": 4.0, "n_classes": 2, "seed": 1}
+    },
+    "features": {"shards": 1},
+    "experiments": {
+        "linear": {
+            "dataset": "tiny",
+            "features": ["logmel_500ms"],
+            "models": ["mean", "ridge"],
+            "seeds": [0],
+            "split": {"method": "holdout", "test_fraction": 0.25, "val_fraction": 0.2},
+        }
+    },
+}
+BASELINE_RUNS = "results/tiny/linear/runs/logmel_500ms"
+
+
+def run_files(work: Path, model: str) -> dict[str, bytes]:
+    folder = work / BASELINE_RUNS / model
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_baseline_option_refits_that_baseline_only_and_changes_its_predictions(tmp_path):
+    first = snakemake(tmp_path, BASELINES_ONLY)
+    assert first.returncode == 0, first.stderr[-4000:]
+    (ridge,) = (tmp_path / BASELINE_RUNS / "ridge").glob("*/*/seed0")
+    predicted = ["arousal_pred", "valence_pred"]
+    before = pd.read_parquet(ridge / "predictions.parquet")[predicted]
+    mean_files = run_files(tmp_path, "mean")
+    config = {**BASELINES_ONLY, "model_options": {"ridge": {"alpha": 1e4}}}
+
+    out = snakemake(tmp_path, config)
+    assert out.returncode == 0, out.stderr[-4000:]
+    jobs = executed_jobs(out.stderr)
+    assert rules_of(jobs) == {"fit_baseline": 1, "evaluate": 1, **REPORT_JOBS}
+    assert values_of(jobs, "model") == {"ridge"}
+    assert run_files(tmp_path, "mean") == mean_files  # untouched, byte for byte
+    assert read_json(ridge / "run.json")["resolved"]["model_options"] == {"alpha": 1e4}
+    after = pd.read_parquet(ridge / "predictions.parquet")[predicted]
+    assert before.shape == after.shape and not np.allclose(before, after)
+    assert planned_jobs(tmp_path, config) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 
 import numpy as np
 import pytest
@@ -381,19 +382,19 @@ def test_unknown_option_names_the_allowed_ones():
 
 
 @pytest.mark.parametrize(
-    ("name", "options"),
+    ("name", "options", "expected"),
     [
-        ("malik_crnn", {"dropout": 1.5}),
-        ("malik_crnn", {"activity_reduction": "median"}),
-        ("malik_crnn", {"maxout_pieces": 0}),
-        ("malik_crnn", {"l1": -0.1}),
-        ("velankar_crnn", {"padding": "causal"}),
-        ("velankar_parallel", {"pool_sizes": [[2, 2]]}),
-        ("velankar_parallel", {"kernel_size": [3]}),
+        ("malik_crnn", {"dropout": 1.5}, "malik_crnn.dropout = 1.5; expected a number from 0"),
+        ("malik_crnn", {"activity_reduction": "median"}, "expected one of 'mean', 'sum'"),
+        ("malik_crnn", {"maxout_pieces": 0}, "maxout_pieces = 0; expected an integer >= 1"),
+        ("malik_crnn", {"l1": -0.1}, "malik_crnn.l1 = -0.1; expected a number >= 0"),
+        ("velankar_crnn", {"padding": "causal"}, "expected one of 'valid', 'same'"),
+        ("velankar_parallel", {"pool_sizes": [[2, 2]]}, "filters and pool_sizes need one entry"),
+        ("velankar_parallel", {"kernel_size": [3]}, "kernel_size = [3]; expected a pair"),
     ],
 )
-def test_bad_option_values_are_config_errors(name, options):
-    with pytest.raises(ConfigError, match="model option"):
+def test_bad_option_values_are_config_errors(name, options, expected):
+    with pytest.raises(ConfigError, match=re.escape(expected)):
         build_model(name, n_features=64, n_outputs=3, n_frames=160, **options)
 
 

@@ -87,7 +87,9 @@ TOY_MODEL = """
 import torch
 from torch import nn
 
-DEFAULTS = {"hidden": 4}
+from merflow.models.options import POSITIVE_INT, Option
+
+OPTIONS = {"hidden": Option(4, POSITIVE_INT)}
 
 
 class Toy(nn.Module):
@@ -109,7 +111,7 @@ def build(*, n_features, n_outputs, hidden):
 """
 TOY_MODEL_LINE = (
     '    ModelSpec("toy", "regression", ("windows",), "toy network", '
-    '"merflow.models.toy:build", "merflow.models.toy:DEFAULTS"),\n'
+    '"merflow.models.toy:build", "merflow.models.toy:OPTIONS"),\n'
 )
 TOY_FEATURE_LINE = '    "merflow.features.rms:RMS_500MS",\n'
 

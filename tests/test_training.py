@@ -342,12 +342,13 @@ def test_a_checkpoint_of_other_settings_is_not_resumed(regression_dir, tmp_path,
 def test_a_checkpoint_of_another_network_is_not_resumed(regression_dir, tmp_path, caplog):
     """The network's resolved options belong to the resume key: a default that changed between
     two versions of a model must not resume (or fail to load) the old weights."""
-    from merflow.models import malik
+    from merflow.models import options
 
     train(tmp_path / "run", regression_config(regression_dir, epochs=1))
-    changed = {**malik.DEFAULTS, "filters": malik.DEFAULTS["filters"] + 1}
+    filters = options.MALIK["filters"]
+    changed = {**options.MALIK, "filters": options.Option(filters.default + 1, filters.rule)}
     with caplog.at_level(logging.WARNING), pytest.MonkeyPatch.context() as patch:
-        patch.setattr(malik, "DEFAULTS", changed)
+        patch.setattr(options, "MALIK", changed)
         result = train(tmp_path / "run", regression_config(regression_dir, epochs=2))
     assert "other settings" in caplog.text
     assert result["epochs_run"] == 2 and len(history(tmp_path / "run")) == 2

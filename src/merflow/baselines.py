@@ -18,6 +18,7 @@ name           task            input    what it predicts
                                         paper); a softmax of its decision values
 =============  ==============  =======  ======================================================
 
+Their options, defaults and allowed values are declared in :mod:`merflow.models.options`.
 Baselines see the same z-scored data as the networks (training-split statistics). Their weights
 are plain arrays in ``baseline.npz`` (no pickle) and prediction is numpy arithmetic, so a stored
 baseline needs neither sklearn's object format nor its version to be read back. The SVM is the
@@ -45,20 +46,14 @@ class Baseline:
     """Shared plumbing: options, weights as named arrays, saving and loading."""
 
     name: ClassVar[str]  # its name in the registry (merflow.models.registry), stored with it
-    defaults: ClassVar[dict] = {}
 
     def __init__(self, **weights: np.ndarray):
         self.weights = {k: np.asarray(v) for k, v in weights.items()}
 
     @classmethod
     def options(cls, given: dict) -> dict:
-        unknown = sorted(set(given) - set(cls.defaults))
-        if unknown:
-            allowed = ", ".join(sorted(cls.defaults)) or "none"
-            raise ConfigError(
-                f"unknown option(s) {unknown} for baseline {cls.name!r}; allowed: {allowed}"
-            )
-        return {**cls.defaults, **given}
+        """Its declared options' defaults (merflow.models.options) under ``given``, checked."""
+        return registry.spec(cls.name).check_options(given)
 
     @property
     def n_parameters(self) -> int:
@@ -84,7 +79,6 @@ class MeanBaseline(Baseline):
 
 class RidgeBaseline(Baseline):
     name = "ridge"
-    defaults: ClassVar[dict] = {"alpha": 1.0}
 
     @classmethod
     def fit(cls, train: WindowedClips, options: dict, seed: int) -> RidgeBaseline:
@@ -114,7 +108,6 @@ class MajorityBaseline(Baseline):
 
 class LogisticBaseline(Baseline):
     name = "logistic"
-    defaults: ClassVar[dict] = {"C": 1.0, "max_iter": 1000}
 
     @classmethod
     def fit(cls, train: FrameClips, options: dict, seed: int) -> LogisticBaseline:
@@ -137,7 +130,6 @@ class LogisticBaseline(Baseline):
 
 class SvmBaseline(Baseline):
     name = "svm"
-    defaults: ClassVar[dict] = {"C": [1.0, 0.1, 10.0, 100.0], "gamma": ["scale", 0.001, 0.01]}
 
     @classmethod
     def fit(cls, train: FrameClips, options: dict, seed: int) -> SvmBaseline:

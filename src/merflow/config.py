@@ -142,8 +142,11 @@ def _fill_defaults(config: dict, schema: dict) -> None:
 
 
 def _check_semantics(config: dict) -> None:
+    _check_results_dir(config["results_dir"])
     for feature in configurable():  # bounds too, before any job runs
         feature_params(config, feature)
+    for model, given in config["model_options"].items():
+        _check_model_options(model, given)
     datasets = config["datasets"]
     for name, exp in config["experiments"].items():
         if exp["dataset"] not in datasets:
@@ -171,6 +174,24 @@ def _check_semantics(config: dict) -> None:
         check_dataset_root(name, spec)
     for name in config.get("predict", {}):
         _check_predict_input(name, predict_job(config, name))
+
+
+def _check_results_dir(results_dir: str) -> None:
+    if not results_dir.strip():
+        raise ConfigError(
+            "config error: 'results_dir' is empty, which would put every output at the "
+            "filesystem root; give the folder for the outputs, e.g. results_dir: results"
+        )
+
+
+def _check_model_options(model: str, given: dict) -> None:
+    """Every model's options against its own declaration, before any job runs."""
+    if model not in MODELS:
+        raise ConfigError(
+            f"config error: model_options names unknown model '{model}'; known models: "
+            f"{', '.join(MODELS)}"
+        )
+    MODELS[model].check_options(given)
 
 
 def _check_split(experiment: str, exp: dict) -> None:
@@ -284,7 +305,13 @@ def check_dataset_root(name: str, spec: dict) -> None:
             f"config error: dataset '{name}' has no 'root'. Download {hint}; then run with "
             f"{override} (or set datasets.{name}.root in the config file)"
         )
-    if not Path(root).expanduser().is_dir():
+    folder = Path(root).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(
+            f"config error: dataset '{name}': root {root} is a file, not a folder; give the "
+            f"folder that holds the dataset with {override}"
+        )
+    if not folder.is_dir():
         raise ConfigError(
             f"config error: dataset '{name}': root {root} does not exist. Download {hint} and put "
             f"it there, or give the folder where it is with {override}"

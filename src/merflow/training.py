@@ -173,7 +173,7 @@ def train(
     data.zscore.save(run_dir / NORM_FILE, data.feature_names)
     options = models.resolved_options(config.model, data.feature, config.model_options)
     if baseline:
-        result, n_parameters = _fit_baseline(run_dir, config, data)
+        result, n_parameters = _fit_baseline(run_dir, config, data, options)
     else:
         result, n_parameters = _fit_network(run_dir, config, data, options, device, on_epoch_end)
     record = run_record(
@@ -189,9 +189,11 @@ def train(
     return result
 
 
-def _fit_baseline(run_dir: Path, config: TrainConfig, data: RunData) -> tuple[dict, int]:
+def _fit_baseline(
+    run_dir: Path, config: TrainConfig, data: RunData, options: dict
+) -> tuple[dict, int]:
     started = time.perf_counter()
-    fitted = baselines.fit(config.model, data.train, config.model_options, seed=config.seed)
+    fitted = baselines.fit(config.model, data.train, options, seed=config.seed)
     fitted.save(run_dir / BASELINE_FILE)
     train_loss, train_metric = score(fitted, data.train)
     val_loss, val_metric = score(fitted, data.val)

@@ -123,6 +123,19 @@ def nan_value(root: Path) -> Case:
     return Case(spec, ["3"], "arousal is missing (NaN) at t=1 s", ["3.wav", "NaN"])
 
 
+def word_for_a_rating(root: Path) -> Case:
+    bad = [(0.5, 0.1, 0.0), (1.0, "high", 0.0), (1.5, 0.1, 0.0), (2.0, 0.1, 0.0)]
+    spec = annotated(root, {"b": bad})
+    return Case(spec, ["b"], "arousal 'high' at t=1 s is not a number", ["b.wav", "-1 to 1"])
+
+
+def word_for_the_last_rating(root: Path) -> Case:
+    """In DEAM's wide rows, empty cells after the last value end a song; a word is a value."""
+    arousal = {"2": [0.1, 0.2, 0.3, 0.4], "3": [0.1, 0.2, 0.3, "high"], "4": [0.1, 0.2, 0.3, 0.4]}
+    spec = deam(root, arousal=arousal)
+    return Case(spec, ["3"], "arousal 'high' at t=2 s is not a number", ["3.wav", "-1 to 1"])
+
+
 def out_of_range(root: Path) -> Case:
     bad = [(0.5, 0.1, 0.0), (1.0, 1.5, 0.0), (1.5, 0.1, 0.0), (2.0, 0.1, 0.0)]
     spec = annotated(root, {"b": bad})
@@ -238,6 +251,8 @@ LABEL_FAULTS: dict[str, Callable[[Path], Case]] = {
     "missing label": missing_label,
     "missing valence row": missing_valence_row,
     "NaN value": nan_value,
+    "a word for a rating": word_for_a_rating,
+    "a word for the last rating": word_for_the_last_rating,
     "out of range": out_of_range,
     "time off the grid": off_grid_time,
     "duplicate ids": duplicate_ids,

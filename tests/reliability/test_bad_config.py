@@ -77,6 +77,34 @@ MISTAKES = {
         lambda c: c["features"]["logmel"].update(n_frames=10**7),
         "features.logmel.n_frames = 10000000; expected an integer from 1 to 20000",
     ),
+    "unknown option of a baseline": (
+        lambda c: c.update(model_options={"logistic": {"CC": 3}}),
+        "model_options.logistic has unknown option(s) 'CC'; allowed: C, max_iter",
+    ),
+    "unknown option of a network": (
+        lambda c: c.update(model_options={"velankar_crnn": {"filterz": 32}}),
+        "model_options.velankar_crnn has unknown option(s) 'filterz'; allowed: dropout, filters",
+    ),
+    "logistic C of 0": (
+        lambda c: c.update(model_options={"logistic": {"C": 0}}),
+        "model_options.logistic.C = 0; expected a number > 0",
+    ),
+    "negative ridge alpha": (
+        lambda c: c.update(model_options={"ridge": {"alpha": -1}}),
+        "model_options.ridge.alpha = -1; expected a number >= 0",
+    ),
+    "svm C grid of text": (
+        lambda c: c.update(model_options={"svm": {"C": "abc"}}),
+        "model_options.svm.C = 'abc'; expected a non-empty list, each a number > 0",
+    ),
+    "options of an unknown model": (
+        lambda c: c.update(model_options={"ridgee": {"alpha": 2}}),
+        "model_options names unknown model 'ridgee'; known models: malik_crnn_nb",
+    ),
+    "empty results_dir": (
+        lambda c: c.update(results_dir=""),
+        "'results_dir' is empty, which would put every output at the filesystem root",
+    ),
     "experiment naming an undefined dataset": (
         lambda c: c["experiments"]["velankar"].update(dataset="emotify"),
         "experiment 'velankar' uses dataset 'emotify', which is not defined",
@@ -92,6 +120,17 @@ def test_snakemake_stops_on_a_wrong_config_naming_the_key(mistake, tmp_path):
     assert out.returncode != 0
     assert expected in out.stdout + out.stderr
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.slow
+def test_a_dataset_root_that_is_a_file_stops_snakemake(tmp_path):
+    root = tmp_path / "songs.zip"
+    root.write_bytes(b"PK\x03\x04 not unpacked")
+    config = changed(lambda c: c["datasets"].update(mine={"adapter": "folder", "root": str(root)}))
+    out = snakemake(tmp_path, config, "-n")
+    assert out.returncode != 0
+    assert f"dataset 'mine': root {root} is a file, not a folder" in out.stdout + out.stderr
+    assert "does not exist" not in out.stdout + out.stderr
 
 
 def renamed(section: str, old: str, new: str):

@@ -49,12 +49,13 @@ rule fit_baseline:
         ENV
     threads: 1
     params:
+        model_options=model_options_json,
         run_dir=output_folder,
     shell:
         "python3 -m merflow train --run-dir {params.run_dir:q} --model {wildcards.model:q}"
         " --features {input.features:q} --clips {input.clips:q} --targets {input.targets:q}"
         " --split {input.split:q} --seq-len {wildcards.seq_len:q} --seed {wildcards.seed}"
-        " --gpu 0 --threads {threads} > {log:q} 2>&1"
+        " --model-options {params.model_options:q} --gpu 0 --threads {threads} > {log:q} 2>&1"
 
 
 rule evaluate:

@@ -31,3 +31,13 @@ class RawIndex:
         self.quarantine.append(
             {"clip_id": str(clip_id), "path": path, "stage": "index", "reason": reason}
         )
+
+
+def numbers_or_text(cells: pd.DataFrame | pd.Series) -> pd.DataFrame | pd.Series:
+    """Cells read as numbers, except text that is not one: it stays as written, so that the
+    index stage can name it (``'high' is not a number``) instead of calling it missing."""
+    if isinstance(cells, pd.Series):
+        numbers = pd.to_numeric(cells, errors="coerce")
+    else:
+        numbers = cells.apply(pd.to_numeric, errors="coerce")
+    return numbers.where(numbers.notna() | cells.isna(), cells)

@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from merflow.audio import SUPPORTED_SUFFIXES
-from merflow.datasets.base import RawIndex
+from merflow.datasets.base import RawIndex, numbers_or_text
 from merflow.datasets.folder import audio_files
 from merflow.datasets.manifest import read_csv_table
 from merflow.errors import DatasetError
@@ -150,7 +150,8 @@ def _dynamic_files(root: Path) -> tuple[Path, Path]:
 def _read_dynamic(path: Path) -> tuple[pd.DataFrame, list[str]]:
     """One dynamic annotation file as long rows ``clip_id, t, value``, and the song ids it lists.
 
-    A row's empty cells after its last value end the song; earlier empty cells stay NaN.
+    A row's empty cells after its last value end the song; earlier empty cells stay NaN, and a
+    word stays a word (:func:`numbers_or_text`).
     """
     table = read_csv_table(path)
     columns = {}
@@ -164,9 +165,9 @@ def _read_dynamic(path: Path) -> tuple[pd.DataFrame, list[str]]:
         columns[column] = float(match[1]) / 1000.0
     ordered = sorted(columns, key=columns.get)
     times = np.array([columns[c] for c in ordered])
-    values = table[ordered].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
+    values = numbers_or_text(table[ordered]).to_numpy(dtype=object)
     song_ids = table.iloc[:, 0].map(_song_id).to_numpy(dtype=object)
-    rated = ~np.isnan(values)
+    rated = pd.notna(values)
     last = np.where(rated.any(axis=1), values.shape[1] - 1 - rated[:, ::-1].argmax(axis=1), -1)
     rows, cols = np.nonzero(np.arange(values.shape[1])[None, :] <= last[:, None])
     long = pd.DataFrame({"clip_id": song_ids[rows], "t": times[cols], "value": values[rows, cols]})

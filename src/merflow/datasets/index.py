@@ -182,7 +182,7 @@ def validate(raw: RawIndex) -> tuple[pd.DataFrame, pd.DataFrame | None, list[dic
     if raw.classes is not None:
         record(_label_problems(remaining(), raw.classes))
     if targets is not None:
-        record(_target_problems(remaining(), targets))
+        record(_target_problems(remaining(), targets, raw.targets))
         quarantine += _orphan_targets(clips, targets)
     info, audio_reasons = _probe_all(remaining())
     record(audio_reasons)
@@ -226,6 +226,8 @@ def _clip_frame(clips: pd.DataFrame) -> pd.DataFrame:
 
 
 def _target_frame(targets: pd.DataFrame) -> pd.DataFrame:
+    """The adapter's targets with numbers in ``t``, ``arousal``, ``valence`` (a cell that is not a
+    number becomes NaN; :func:`_first_bad_target_row` names it from the adapter's cells)."""
     missing = [c for c in ("clip_id", "t", "arousal", "valence") if c not in targets]
     if missing:
         raise DatasetError(f"the adapter returned targets without the columns {missing}")
@@ -264,9 +266,11 @@ def _label_problems(clips: pd.DataFrame, classes: list[str]) -> dict[int, str]:
     return reasons
 
 
-def _target_problems(clips: pd.DataFrame, targets: pd.DataFrame) -> dict[int, str]:
+def _target_problems(
+    clips: pd.DataFrame, targets: pd.DataFrame, cells: pd.DataFrame
+) -> dict[int, str]:
     """Per clip, the first bad annotation row (or the absence of any)."""
-    by_clip = _first_bad_target_row(targets)
+    by_clip = _first_bad_target_row(targets, cells)
     annotated = set(targets["clip_id"])
     reasons = {}
     for row, clip_id in clips["clip_id"].items():
@@ -279,8 +283,9 @@ def _target_problems(clips: pd.DataFrame, targets: pd.DataFrame) -> dict[int, st
     return reasons
 
 
-def _first_bad_target_row(targets: pd.DataFrame) -> dict[str, str]:
-    """Clip id → the reason of its first bad annotation row, checks taken in order."""
+def _first_bad_target_row(targets: pd.DataFrame, cells: pd.DataFrame) -> dict[str, str]:
+    """Clip id → the reason of its first bad annotation row, checks taken in order. ``cells``
+    are the adapter's targets, row for row, before they were read as numbers."""
     t = targets["t"].to_numpy()
     steps = t / WINDOW_S
     checks = [
@@ -312,6 +317,16 @@ def _first_bad_target_row(targets: pd.DataFrame) -> dict[str, str]:
     ]
     for column in ("arousal", "valence"):
         v = targets[column].to_numpy()
+        cell = cells[column].to_numpy(dtype=object)
+        checks.append(
+            (
+                np.isnan(v) & pd.notna(cell),
+                lambda i, c=column, cell=cell: (
+                    f"{c} {cell[i]!r} at t={t[i]:g} s is not a number; write the rating as a "
+                    "number from -1 to 1 or remove the clip's annotations"
+                ),
+            )
+        )
         checks.append(
             (
                 np.isnan(v),

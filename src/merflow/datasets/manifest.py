@@ -36,7 +36,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from merflow.datasets.base import RawIndex
+from merflow.datasets.base import RawIndex, numbers_or_text
 from merflow.errors import DatasetError
 
 TARGET_FILE_COLUMNS = ("clip_id", "t", "arousal", "valence")
@@ -114,11 +114,12 @@ def _id_from_path(raw_path) -> str | None:
 
 
 def _read_targets(path: Path, clips: pd.DataFrame, index: RawIndex) -> pd.DataFrame:
-    """The targets CSV as numbers; rows of ids the manifest does not list are quarantined."""
+    """The targets CSV as numbers (a word stays a word: :func:`numbers_or_text`); rows of ids
+    the manifest does not list are quarantined."""
     table = read_csv_table(path, required=list(TARGET_FILE_COLUMNS))
     targets = table[list(TARGET_FILE_COLUMNS)].copy()
     for column in ("t", "arousal", "valence"):
-        targets[column] = pd.to_numeric(targets[column], errors="coerce")
+        targets[column] = numbers_or_text(targets[column])
     orphans = sorted(set(targets["clip_id"].dropna()) - set(clips["clip_id"]))
     for clip_id in orphans:
         index.exclude(

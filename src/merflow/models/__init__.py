@@ -12,9 +12,10 @@ name                   task            input      output
 ``velankar_parallel``  classification  frames     ``(B, n_mels, n_frames)`` -> logits ``(B, C)``
 =====================  ==============  =========  ==========================================
 
-The options each model accepts, and why their defaults are what they are, are documented in
-:mod:`merflow.models.malik` and :mod:`merflow.models.velankar`. Importing this package does not
-import torch (the Snakefile reads the registry at parse time).
+The options each model accepts are declared in :mod:`merflow.models.options`; why their
+defaults are what they are is documented in :mod:`merflow.models.malik` and
+:mod:`merflow.models.velankar`. Importing this package does not import torch (the Snakefile
+reads the registry at parse time).
 """
 
 from __future__ import annotations
@@ -34,26 +35,21 @@ def build_model(
 
     ``n_frames`` (frames per clip) is required by the frame-level models, whose layers after the
     convolutions depend on it, and ignored by the others, which take any sequence length.
-    ``options`` override the model's defaults; an unknown name or option raises
-    :class:`~merflow.errors.ConfigError` listing what is allowed.
+    ``options`` override the model's defaults; an unknown name or option, or a value its
+    declaration (:mod:`merflow.models.options`) refuses, raises
+    :class:`~merflow.errors.ConfigError` naming what is allowed.
     """
     model = spec(name)
     if model.baseline:
         raise ConfigError(f"{name} is a baseline: it is fitted, not built (merflow.baselines)")
-    defaults = model.default_options()
-    unknown = sorted(set(options) - set(defaults))
-    if unknown:
-        raise ConfigError(
-            f"unknown option(s) {', '.join(map(repr, unknown))} for model {name!r}; "
-            f"allowed: {', '.join(sorted(defaults))}"
-        )
+    resolved = model.check_options(options)
     sizes = {
         "n_features": _size("n_features", n_features),
         "n_outputs": _size("n_outputs", n_outputs),
     }
     if "frames" in model.inputs:
         sizes["n_frames"] = None if n_frames is None else _size("n_frames", n_frames)
-    return model.builder()(**sizes, **{**defaults, **options})
+    return model.builder()(**sizes, **resolved)
 
 
 def build_from_record(build: dict) -> Any:
@@ -71,10 +67,11 @@ def build_from_record(build: dict) -> Any:
 
 
 def resolved_options(name: str, feature: str, user_options: dict) -> dict:
-    """The model's defaults, under the paper's per-feature settings, under the user's options."""
+    """The model's defaults, under the paper's per-feature settings, under the user's options
+    (checked)."""
     model = spec(name)
-    defaults = dict(model.builder().defaults) if model.baseline else model.default_options()
-    return {**defaults, **model.options_for_feature(feature), **user_options}
+    model.check_options(user_options)
+    return {**model.default_options(), **model.options_for_feature(feature), **user_options}
 
 
 def count_parameters(model: Any) -> int:

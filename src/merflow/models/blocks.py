@@ -7,13 +7,9 @@ absolute or squared weights, :func:`elastic_net`). Everything else is plain PyTo
 
 from __future__ import annotations
 
-import numbers
-
 import torch
 from torch import nn
 from torch.nn import functional as F
-
-from merflow.errors import ConfigError
 
 
 def keras_init_(model: nn.Module) -> nn.Module:
@@ -163,30 +159,3 @@ def fit_pool(size: int, pool: int) -> int:
     """The pool to use on an axis of ``size``: the paper's ``pool``, but never larger than the
     axis, so that an input smaller than the paper's keeps at least one step (instead of none)."""
     return max(1, min(pool, size))
-
-
-def check_choice(option: str, value: object, allowed: tuple) -> None:
-    """Raise :class:`ConfigError` unless ``value`` is one of ``allowed``."""
-    if value not in allowed:
-        choices = ", ".join(repr(a) for a in allowed)
-        raise ConfigError(
-            f"model option {option}={value!r} is not allowed; choose one of {choices}"
-        )
-
-
-def check_fraction(option: str, value: float) -> None:
-    """Raise :class:`ConfigError` unless ``0 <= value < 1`` (a dropout rate)."""
-    if not 0.0 <= float(value) < 1.0:
-        raise ConfigError(f"model option {option}={value!r} must be in [0, 1)")
-
-
-def check_non_negative(option: str, value: float) -> None:
-    """Raise :class:`ConfigError` if ``value`` < 0 (a regularization coefficient)."""
-    if float(value) < 0.0:
-        raise ConfigError(f"model option {option}={value!r} must be >= 0")
-
-
-def check_positive_int(option: str, value: int) -> None:
-    """Raise :class:`ConfigError` unless ``value`` is an integer >= 1 (a unit or filter count)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ConfigError(f"model option {option}={value!r} must be an integer >= 1")

@@ -2,17 +2,14 @@
 
 ``mlp``: one hidden layer (``hidden`` units, ReLU, ``dropout``) and a linear output, trained like
 every network (merflow's recipe: AdamW, early stopping on the training songs' validation part,
-the best epochs' checkpoint ensemble), on z-scored embeddings.
+the best epochs' checkpoint ensemble), on z-scored embeddings. Its options are declared in
+:data:`merflow.models.options.MLP`.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-
-from merflow.models.blocks import check_fraction, check_positive_int
-
-DEFAULTS: dict = {"hidden": 256, "dropout": 0.5}
 
 
 class MLPHead(nn.Module):
@@ -34,6 +31,4 @@ class MLPHead(nn.Module):
 
 
 def build_mlp(*, n_features: int, n_outputs: int, hidden: int, dropout: float) -> MLPHead:
-    check_positive_int("hidden", hidden)
-    check_fraction("dropout", dropout)
     return MLPHead(n_features, n_outputs, hidden, dropout)

@@ -17,7 +17,8 @@ The network (the paper's Figure 1, Sections 2 and 3.5)::
 ``malik_crnn_nb`` (the paper's Figure 2) is the same trunk with a single branch whose maxout layer
 has two units, one per dimension.
 
-Decisions where the paper is silent (each is a keyword option; defaults in ``DEFAULTS``):
+Decisions where the paper is silent (each is a keyword option; declared, with its default and
+allowed values, in :data:`merflow.models.options.MALIK`):
 
 * ``maxout_pieces=4``: the number of linear pieces per maxout unit is not given; 4 is the default
   of Keras 1's ``MaxoutDense``, the layer the authors' Keras/Theano code would have used.
@@ -59,29 +60,7 @@ import torch
 from torch import nn
 
 from merflow.errors import ConfigError
-from merflow.models.blocks import (
-    Maxout,
-    SequenceDropout,
-    check_choice,
-    check_fraction,
-    check_non_negative,
-    check_positive_int,
-    elastic_net,
-    keras_init_,
-)
-
-DEFAULTS: dict = {
-    "filters": 8,  # CNN feature maps (Section 3.5: "eight units each")
-    "kernel_size": 3,  # "receptive filter size of 3x3"
-    "dense_units": 8,  # time-distributed FC
-    "gru_units": 8,  # per direction; forward and backward are concatenated
-    "maxout_pieces": 4,  # Keras 1 MaxoutDense default; not given in the paper
-    "dropout": 0.25,  # baseline features; 0.75 on log-mel (FEATURE_OPTIONS)
-    "l1": 0.1,  # ElasticNet on CNN weights and activity
-    "l2": 0.001,
-    "activity_reduction": "mean",  # "mean" over activations | "sum" (Keras 1)
-    "init": "keras",  # "keras" | "torch"
-}
+from merflow.models.blocks import Maxout, SequenceDropout, elastic_net, keras_init_
 
 # Section 3.5: the log-mel network keeps "the exact configuration ... with only the dropout changed
 # to 0.75". Training merges this under the user's model_options for the feature it trains on.
@@ -163,21 +142,6 @@ class MalikCRNN(nn.Module):
         init: str = "keras",
     ):
         super().__init__()
-        for option, value in (
-            ("n_features", n_features),
-            ("n_outputs", n_outputs),
-            ("filters", filters),
-            ("kernel_size", kernel_size),
-            ("dense_units", dense_units),
-            ("gru_units", gru_units),
-            ("maxout_pieces", maxout_pieces),
-        ):
-            check_positive_int(option, value)
-        check_fraction("dropout", dropout)
-        check_non_negative("l1", l1)
-        check_non_negative("l2", l2)
-        check_choice("activity_reduction", activity_reduction, ("mean", "sum"))
-        check_choice("init", init, ("keras", "torch"))
         self.n_features = n_features
         self.l1, self.l2 = float(l1), float(l2)
         self.activity_reduction = activity_reduction

@@ -3,7 +3,7 @@
 :data:`MODELS` is the only list of models. The config schema's enum, the config checks (which
 features a model takes, which need ``seq_len``), the workflow's rules and targets, the order and
 labels of the report tables all derive from it. A new model is one module (a build function and
-its defaults, or a baseline class) plus one entry below; its place in the list is its place in
+its options, or a baseline class) plus one entry below; its place in the list is its place in
 the report tables.
 
 Importing this module is cheap (no torch, no scikit-learn): the Snakefile reads it at parse time.
@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from merflow.errors import ConfigError
+from merflow.models import options as declarations
+from merflow.models.options import Options
 
 TASKS = ("regression", "classification")
 INPUTS = ("windows", "frames", "clip")  # feature kinds (merflow.features.registry)
@@ -29,10 +31,11 @@ class ModelSpec:
 
     ``inputs``: the feature kinds it learns from -- ``windows`` (sequences of 500 ms vectors),
     ``frames`` (a clip's log-mel matrix), ``clip`` (one vector a clip). ``build``: a network's
-    build function or a baseline's class, as ``"module:attribute"``; ``defaults``: where its
-    options' defaults are (a baseline class holds its own). ``sequence``: trained on ``seq_len``
-    chunks of windows. ``baseline``: a deterministic fit on the CPU, one run for every seed.
-    ``feature_options``: options a paper sets per input feature (Malik's dropout on log-mel).
+    build function or a baseline's class, as ``"module:attribute"``; ``options``: its declared
+    options (:mod:`merflow.models.options`; none if not given). ``sequence``: trained on
+    ``seq_len`` chunks of windows. ``baseline``: a deterministic fit on the CPU, one run for
+    every seed. ``feature_options``: options a paper sets per input feature (Malik's dropout
+    on log-mel).
     ``threads``: the CPU threads a training job of it asks for; tiny recurrent networks run no
     faster on two, and lose several times over when another job shares the cores
     (bench/training.py --threads).
@@ -43,7 +46,7 @@ class ModelSpec:
     inputs: tuple[str, ...]
     label: str
     build: str
-    defaults: str | None = None
+    options: str | None = None
     sequence: bool = False
     baseline: bool = False
     paper: str | None = None
@@ -54,9 +57,16 @@ class ModelSpec:
         """The build function (networks) or class (baselines), imported now."""
         return resolve(self.build)
 
+    def declared_options(self) -> Options:
+        """What ``model_options.<name>`` may hold (importing it is cheap: no torch)."""
+        return resolve(self.options) if self.options else {}
+
     def default_options(self) -> dict[str, Any]:
-        source = resolve(self.defaults) if self.defaults else self.builder().defaults
-        return dict(source)
+        return declarations.defaults(self.declared_options())
+
+    def check_options(self, given: dict[str, Any]) -> dict[str, Any]:
+        """Its defaults under ``given``, or a :class:`ConfigError` naming the wrong key."""
+        return declarations.resolve(self.name, self.declared_options(), given)
 
     def options_for_feature(self, feature: str) -> dict[str, Any]:
         """Options the paper sets for ``feature``, to merge under the user's."""
@@ -75,31 +85,32 @@ def catalog(*specs: ModelSpec) -> dict[str, ModelSpec]:
 MALIK = "merflow.models.malik"
 VELANKAR = "merflow.models.velankar"
 BASELINES = "merflow.baselines"
+OPTIONS = "merflow.models.options"
 
 MODELS: dict[str, ModelSpec] = catalog(
     ModelSpec(
         "malik_crnn_nb", "regression", ("windows",), "CRNN_NB", f"{MALIK}:build_malik_crnn_nb",
-        f"{MALIK}:DEFAULTS", sequence=True, paper="Malik et al. 2017, Fig. 2",
+        f"{OPTIONS}:MALIK", sequence=True, paper="Malik et al. 2017, Fig. 2",
         feature_options=f"{MALIK}:FEATURE_OPTIONS",
     ),
     ModelSpec(
         "malik_crnn", "regression", ("windows",), "CRNN", f"{MALIK}:build_malik_crnn",
-        f"{MALIK}:DEFAULTS", sequence=True, paper="Malik et al. 2017, Fig. 1",
+        f"{OPTIONS}:MALIK", sequence=True, paper="Malik et al. 2017, Fig. 1",
         feature_options=f"{MALIK}:FEATURE_OPTIONS",
     ),
     ModelSpec(
         "velankar_crnn", "classification", ("frames",), "CRNN",
-        f"{VELANKAR}:build_velankar_crnn", f"{VELANKAR}:CRNN_DEFAULTS",
+        f"{VELANKAR}:build_velankar_crnn", f"{OPTIONS}:VELANKAR_CRNN",
         paper="Velankar et al., Fig. 3", threads=2,
     ),
     ModelSpec(
         "velankar_parallel", "classification", ("frames",), "Parallel CNN-RNN",
-        f"{VELANKAR}:build_velankar_parallel", f"{VELANKAR}:PARALLEL_DEFAULTS",
+        f"{VELANKAR}:build_velankar_parallel", f"{OPTIONS}:VELANKAR_PARALLEL",
         paper="Velankar et al., Fig. 4", threads=2,
     ),
     ModelSpec(
         "mlp", "classification", ("clip",), "MLP head", "merflow.models.heads:build_mlp",
-        "merflow.models.heads:DEFAULTS",
+        f"{OPTIONS}:MLP",
     ),
     ModelSpec(
         "mean", "regression", ("windows",), "training mean (baseline)",
@@ -107,7 +118,7 @@ MODELS: dict[str, ModelSpec] = catalog(
     ),
     ModelSpec(
         "ridge", "regression", ("windows",), "ridge regression (MediaEval linear baseline)",
-        f"{BASELINES}:RidgeBaseline", baseline=True,
+        f"{BASELINES}:RidgeBaseline", f"{OPTIONS}:RIDGE", baseline=True,
     ),
     ModelSpec(
         "majority", "classification", ("frames", "clip"), "majority class (baseline)",
@@ -115,11 +126,11 @@ MODELS: dict[str, ModelSpec] = catalog(
     ),
     ModelSpec(
         "logistic", "classification", ("frames", "clip"), "logistic regression (baseline)",
-        f"{BASELINES}:LogisticBaseline", baseline=True,
+        f"{BASELINES}:LogisticBaseline", f"{OPTIONS}:LOGISTIC", baseline=True,
     ),
     ModelSpec(
         "svm", "classification", ("frames", "clip"), "SVM (RBF kernel)",
-        f"{BASELINES}:SvmBaseline", baseline=True,
+        f"{BASELINES}:SvmBaseline", f"{OPTIONS}:SVM", baseline=True,
     ),
 )  # fmt: skip
 

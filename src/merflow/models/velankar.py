@@ -10,7 +10,8 @@ fills in what the paper leaves open. That ancestry also explains the paper's "8 
 order to determine the probabilities of the three classes": 8 was the number of genres. A softmax
 over 8 units cannot give 3 class probabilities, so the output layer here has one unit per class.
 
-Decisions (keyword options; defaults in ``CRNN_DEFAULTS`` and ``PARALLEL_DEFAULTS``):
+Decisions (keyword options; declared, with defaults and allowed values, in
+:data:`merflow.models.options.VELANKAR_CRNN` and :data:`~merflow.models.options.VELANKAR_PARALLEL`):
 
 * No input BatchNorm: the log-mel frames arrive z-scored with training-split statistics (stored
   with the model by the training stage); neither paper nor ancestor normalizes inside the model.
@@ -46,42 +47,12 @@ from merflow.errors import ConfigError
 from merflow.models.blocks import (
     Conv1dBlock,
     Conv2dBlock,
-    check_choice,
-    check_fraction,
-    check_non_negative,
-    check_positive_int,
     conv_output_size,
     elastic_net,
     fit_pool,
     keras_init_,
     last_states,
 )
-
-CRNN_DEFAULTS: dict = {
-    "filters": 56,  # per Conv1D block (paper)
-    "kernel_size": 5,  # frames (paper)
-    "n_blocks": 3,  # Conv1D blocks (paper: "executed thrice")
-    "pool_size": 2,  # MaxPool1D over time (ancestor)
-    "padding": "valid",  # "valid" | "same" (ancestor: valid)
-    "lstm_units": 96,  # (paper)
-    "lstm_output": "last",  # "last" | "mean": how the LSTM sequence is summarized
-    "hidden_units": 64,  # dense layer after the LSTM (paper)
-    "hidden_activation": "linear",  # "linear" (ancestor) | "relu"
-    "dropout": 0.4,  # after each block, the LSTM and the dense layer (ancestor)
-    "l2": 0.001,  # on conv and hidden dense kernels (ancestor)
-    "init": "keras",  # "keras" | "torch"
-}
-
-PARALLEL_DEFAULTS: dict = {
-    "filters": (16, 32, 64, 64, 64),  # one Conv2D block each (paper)
-    "kernel_size": (3, 1),  # (time, mel) (paper)
-    "pool_sizes": ((2, 2), (2, 2), (2, 2), (4, 4), (4, 4)),  # -> 256 on 640 x 128 (ancestor)
-    "rnn_pool": (4, 2),  # (time, mel) before the GRU (paper)
-    "gru_units": 64,  # per direction, last states concatenated -> 128 (paper)
-    "dropout": 0.0,  # on the concatenated CNN + RNN vector; none in paper or ancestor
-    "l2": 0.0,  # on conv and output kernels; none in paper or ancestor
-    "init": "keras",  # "keras" | "torch"
-}
 
 
 class VelankarCRNN(nn.Module):
@@ -107,24 +78,6 @@ class VelankarCRNN(nn.Module):
         init: str = "keras",
     ):
         super().__init__()
-        for option, value in (
-            ("n_features", n_mels),
-            ("n_outputs", n_classes),
-            ("n_frames", n_frames),
-            ("filters", filters),
-            ("kernel_size", kernel_size),
-            ("n_blocks", n_blocks),
-            ("pool_size", pool_size),
-            ("lstm_units", lstm_units),
-            ("hidden_units", hidden_units),
-        ):
-            check_positive_int(option, value)
-        check_choice("padding", padding, ("valid", "same"))
-        check_choice("lstm_output", lstm_output, ("last", "mean"))
-        check_choice("hidden_activation", hidden_activation, ("linear", "relu"))
-        check_choice("init", init, ("keras", "torch"))
-        check_fraction("dropout", dropout)
-        check_non_negative("l2", l2)
         _check_crnn_fits(n_frames, n_blocks, kernel_size, pool_size, padding)
         self.input_shape = (n_mels, n_frames)
         self.l2 = float(l2)
@@ -181,24 +134,13 @@ class VelankarParallel(nn.Module):
         init: str = "keras",
     ):
         super().__init__()
-        filters, kernel_size = _int_tuple("filters", filters), _pair("kernel_size", kernel_size)
-        pool_sizes = tuple(_pair("pool_sizes", p) for p in pool_sizes)
-        rnn_pool = _pair("rnn_pool", rnn_pool)
+        filters, kernel_size, rnn_pool = tuple(filters), tuple(kernel_size), tuple(rnn_pool)
+        pool_sizes = tuple(tuple(p) for p in pool_sizes)  # YAML and JSON give lists
         if len(pool_sizes) != len(filters):
             raise ConfigError(
                 f"model options filters and pool_sizes need one entry per block; got "
                 f"{len(filters)} filters and {len(pool_sizes)} pool sizes"
             )
-        for option, value in (
-            ("n_features", n_mels),
-            ("n_outputs", n_classes),
-            ("n_frames", n_frames),
-            ("gru_units", gru_units),
-        ):
-            check_positive_int(option, value)
-        check_choice("init", init, ("keras", "torch"))
-        check_fraction("dropout", dropout)
-        check_non_negative("l2", l2)
         self.input_shape = (n_mels, n_frames)
         self.l2 = float(l2)
 
@@ -310,19 +252,3 @@ def _valid_conv_size(
 
 def _l2(kernels: list[torch.Tensor], l2: float) -> torch.Tensor:
     return torch.stack([elastic_net(kernel, l2=l2) for kernel in kernels]).sum()
-
-
-def _int_tuple(option: str, value) -> tuple[int, ...]:
-    """A tuple of positive ints from a tuple or a (YAML/JSON) list."""
-    if not isinstance(value, list | tuple) or not value:
-        raise ConfigError(f"model option {option}={value!r} must be a non-empty list of integers")
-    for item in value:
-        check_positive_int(option, item)
-    return tuple(value)
-
-
-def _pair(option: str, value) -> tuple[int, int]:
-    pair = _int_tuple(option, value)
-    if len(pair) != 2:
-        raise ConfigError(f"model option {option}={value!r} must be a pair (time, mel)")
-    return pair
