@@ -30,8 +30,8 @@ import torch.nn.modules.module as module_hooks
 import torch.optim.optimizer as optimizer_hooks
 
 from merflow.io import write_table
-from merflow.recipes import TrainConfig
-from merflow.training import train
+from merflow.learn.recipes import TrainConfig
+from merflow.learn.training import train
 
 MALIK = {"n_train": 431, "n_val": 43, "n_windows": 60, "n_features": 260, "batch_size": 32}
 VELANKAR = {"n_train": 138, "n_val": 14, "n_mels": 128, "n_frames": 640, "batch_size": 16}

@@ -17,13 +17,13 @@ import torch
 import yaml
 from workflow_utils import executed_jobs, run_snakemake
 
-from merflow import baselines
-from merflow.data import ClipVectors
 from merflow.errors import ConfigError, DatasetError
 from merflow.features import compute_clip, extract_features
 from merflow.features.imported import read_embeddings
 from merflow.features.registry import FEATURES
 from merflow.io import write_table
+from merflow.learn import baselines
+from merflow.learn.data import ClipVectors
 from merflow.pretrained import fetch
 
 SR = 16000

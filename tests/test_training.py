@@ -12,16 +12,16 @@ import pyarrow as pa
 import pytest
 import torch
 
-from merflow.data import load_frames, load_windowed
 from merflow.devices import select_device
 from merflow.errors import DatasetError
-from merflow.evaluation import evaluate
 from merflow.io import read_json, read_table, write_table
-from merflow.recipes import TrainConfig
-from merflow.run_data import ZScore
-from merflow.sequences import chunk_starts, make_sequences
-from merflow.tracking import HISTORY_COLUMNS
-from merflow.training import Progress, _advance, train
+from merflow.learn.data import load_frames, load_windowed
+from merflow.learn.evaluation import evaluate
+from merflow.learn.recipes import TrainConfig
+from merflow.learn.run_data import ZScore
+from merflow.learn.sequences import chunk_starts, make_sequences
+from merflow.learn.tracking import HISTORY_COLUMNS
+from merflow.learn.training import Progress, _advance, train
 
 N_FEATURES = 6
 FIRST_TARGET = 6  # like DEAM: the first windows of every clip carry no annotation
@@ -199,7 +199,7 @@ def test_zscore_of_frames_uses_valid_frames_only():
     features = np.zeros((2, 2, 4), dtype=np.float32)
     features[0] = [[1, 3, 99, 99], [0, 0, 99, 99]]  # two valid frames, then padding
     features[1] = [[5, 7, 9, 11], [2, 2, 2, 2]]
-    from merflow.data import FrameClips
+    from merflow.learn.data import FrameClips
 
     clips = FrameClips(["a", "b"], features, np.array([2, 4]), np.array([0, 1]), ["x", "y"])
     zscore = ZScore.fit_frames(clips)

@@ -132,8 +132,8 @@ def cmd_splits(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from merflow.recipes import TrainConfig
-    from merflow.training import train
+    from merflow.learn.recipes import TrainConfig
+    from merflow.learn.training import train
 
     config = TrainConfig.from_dict(
         {
@@ -155,7 +155,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from merflow.evaluation import evaluate
+    from merflow.learn.evaluation import evaluate
 
     paths = {
         "features_path": args.features,

@@ -341,7 +341,7 @@ def _seeds_for(model: str, seeds: list[int]) -> list[int]:
 
 def train_settings(config: dict, experiment: str) -> dict:
     """The experiment's recipe defaults (merflow.recipes) under its ``train:`` overrides."""
-    from merflow import recipes
+    from merflow.learn import recipes
 
     exp = config["experiments"][experiment]
     tasks = {MODELS[m].task for m in exp["models"]}

@@ -43,19 +43,20 @@ import numpy as np
 import pandas as pd
 import torch
 
-from merflow import audio, baselines, models
+from merflow import audio, models
 from merflow.errors import AudioError, ConfigError, DatasetError
 from merflow.export import FORMAT, MODEL_FILE, WEIGHTS_FILE, run_spec
 from merflow.features.clip import DecodedClip
 from merflow.features.registry import FEATURES, columns, computed, resolve_params
 from merflow.features.windows import window_end_times
-from merflow.inference import NetworkPredictor, load_predictor
 from merflow.io import atomic_path, read_json, write_json, write_table
+from merflow.learn import baselines
+from merflow.learn.inference import NetworkPredictor, load_predictor
+from merflow.learn.run_data import ZScore
+from merflow.learn.sequences import chunk_starts
 from merflow.mp3 import check_mp3
 from merflow.provenance import package_versions
-from merflow.run_data import ZScore
 from merflow.runs import BASELINE_FILE, NORM_FILE, RETRAIN, RUN_FILE, RunFileError, damaged
-from merflow.sequences import chunk_starts
 
 log = logging.getLogger(__name__)
 

@@ -20,13 +20,13 @@ import torch
 from _fixtures_labels import path_outside_root, song_id_leading_outside_root, write_wav
 from workflow_utils import run_snakemake
 
-from merflow import baselines
 from merflow.datasets.index import build_index
 from merflow.errors import MerflowError
-from merflow.inference import load_predictor
 from merflow.io import read_table, write_json
-from merflow.run_data import ZScore
-from merflow.training import _resume
+from merflow.learn import baselines
+from merflow.learn.inference import load_predictor
+from merflow.learn.run_data import ZScore
+from merflow.learn.training import _resume
 
 
 class Payload:

@@ -65,7 +65,7 @@ def build_from_record(build: dict) -> Any:
     networks = [build_model(name, **options, **args) for _ in range(members)]
     if members == 1:
         return networks[0]
-    from merflow.inference import CheckpointEnsemble
+    from merflow.learn.inference import CheckpointEnsemble
 
     return CheckpointEnsemble(networks, spec(name).task)
 

@@ -74,7 +74,7 @@ def catalog(*specs: ModelSpec) -> dict[str, ModelSpec]:
 
 MALIK = "merflow.models.malik"
 VELANKAR = "merflow.models.velankar"
-BASELINES = "merflow.baselines"
+BASELINES = "merflow.learn.baselines"
 
 MODELS: dict[str, ModelSpec] = catalog(
     ModelSpec(

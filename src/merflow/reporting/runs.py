@@ -312,7 +312,7 @@ def ensemble_values(runs: Sequence[RunResult]) -> list[dict[str, float | None]]:
     probabilities, or arousal/valence per window): the seed ensemble, or for Malik models given
     runs of several sequence lengths, the sequence-length ensemble. Splits with one run only
     are left out: one model is no ensemble."""
-    from merflow.evaluation import classification_metrics, regression_metrics
+    from merflow.learn.evaluation import classification_metrics, regression_metrics
 
     by_split: dict[str, list[RunResult]] = {}
     for run in runs:

@@ -20,7 +20,9 @@ import numpy as np
 import pandas as pd
 
 from merflow import runs
-from merflow.data import (
+from merflow.errors import ConfigError, DatasetError
+from merflow.io import atomic_path, write_table
+from merflow.learn.data import (
     ClipVectors,
     FrameClips,
     WindowedClips,
@@ -30,11 +32,9 @@ from merflow.data import (
     load_windowed,
     read_split,
 )
-from merflow.errors import ConfigError, DatasetError
-from merflow.io import atomic_path, write_table
+from merflow.learn.recipes import TrainConfig
 from merflow.models.registry import ModelSpec
 from merflow.models.registry import spec as model_spec
-from merflow.recipes import TrainConfig
 from merflow.tables import FEATURE_KINDS, metadata_of
 
 log = logging.getLogger(__name__)

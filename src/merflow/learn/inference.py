@@ -18,11 +18,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from merflow import baselines, models
-from merflow.recipe_pieces import eval_crop_starts, moving_average
-from merflow.recipes import TrainConfig
+from merflow import models
+from merflow.learn import baselines
+from merflow.learn.recipe_pieces import eval_crop_starts, moving_average
+from merflow.learn.recipes import TrainConfig
+from merflow.learn.sequences import chunk_starts, stitch_song_predictions
 from merflow.runs import BASELINE_FILE, BEST_FILE, RETRAIN, damaged, load_checkpoint, read_record
-from merflow.sequences import chunk_starts, stitch_song_predictions
 
 # Prediction keeps no activations for backward, so batches this many times the training batch fit
 # in the memory that training needed.

@@ -29,7 +29,7 @@ from merflow import tables
 from merflow.errors import DatasetError
 
 if TYPE_CHECKING:
-    from merflow.run_data import ZScore
+    from merflow.learn.run_data import ZScore
 
 TARGET_NAMES = ("arousal", "valence")
 _KEY_COLUMNS = ("clip_id", "t")

@@ -41,13 +41,13 @@ import torch.nn.functional as F  # noqa: N812 (the torch convention)
 from sklearn.metrics import f1_score
 from torch import nn
 
-from merflow import baselines, models, tracking
-from merflow.data import ClipVectors, FrameClips, WindowedClips
+from merflow import models
 from merflow.devices import epoch_seed, seed_everything, select_device
-from merflow.inference import NetworkPredictor
 from merflow.io import atomic_path, remove_debris, write_json
-from merflow.provenance import run_record
-from merflow.recipe_pieces import (
+from merflow.learn import baselines, tracking
+from merflow.learn.data import ClipVectors, FrameClips, WindowedClips
+from merflow.learn.inference import NetworkPredictor
+from merflow.learn.recipe_pieces import (
     batch_order,
     crop_start,
     make_optimizer,
@@ -56,8 +56,9 @@ from merflow.recipe_pieces import (
     training_tensors,
     varies_by_epoch,
 )
-from merflow.recipes import TrainConfig
-from merflow.run_data import RunData, data_fingerprint, prepare_data, write_problems
+from merflow.learn.recipes import TrainConfig
+from merflow.learn.run_data import RunData, data_fingerprint, prepare_data, write_problems
+from merflow.provenance import run_record
 from merflow.runs import (
     BASELINE_FILE,
     BEST_FILE,

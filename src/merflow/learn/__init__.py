@@ -1,0 +1,1 @@
+"""The training side: from feature tables to trained runs and their metrics."""
