@@ -24,7 +24,7 @@ from merflow.features.registry import FEATURES
 from merflow.io import write_table
 from merflow.learn import baselines
 from merflow.learn.data import ClipVectors
-from merflow.pretrained import fetch
+from merflow.pretrained import cache, fetch
 
 SR = 16000
 
@@ -32,7 +32,7 @@ SR = 16000
 @pytest.fixture(scope="module")
 def network():
     """The cached MSD_musicnn (make setup fetches it; CI must have it)."""
-    if not fetch.is_cached("MSD_musicnn"):
+    if not cache.is_cached("MSD_musicnn"):
         if os.environ.get("CI"):
             pytest.fail("CI must have the musicnn weights: `make setup` fetches them")
         pytest.skip("no cached musicnn weights: run `merflow pretrained fetch musicnn`")
@@ -221,7 +221,7 @@ def test_a_wheel_with_another_checksum_is_refused(tmp_path, monkeypatch):
     wheel.write_bytes(b"not the musicnn wheel")
     with pytest.raises(fetch.FetchError, match="sha256 .* is not that of musicnn-0.1.0"):
         fetch.fetch_musicnn(wheel)
-    assert not fetch.is_cached("MSD_musicnn")
+    assert not cache.is_cached("MSD_musicnn")
 
 
 # --- the workflow's musicnn rows ---------------------------------------------------------------

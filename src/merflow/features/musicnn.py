@@ -31,7 +31,7 @@ from merflow.features import params as check
 from merflow.features.clip import DecodedClip
 from merflow.features.spec import FeatureSpec
 from merflow.features.windows import STATS, n_windows, pooled_names
-from merflow.pretrained.fetch import MODELS
+from merflow.pretrained.cache import MODELS
 
 SAMPLE_RATE = 16000  # musicnn's input rate
 LAYERS = {"penultimate": 200, "mean_pool": 753, "max_pool": 753, "taggram": 50}
