@@ -15,10 +15,9 @@ import torch
 from merflow.devices import select_device
 from merflow.errors import DatasetError
 from merflow.io import read_json, read_table, write_table
-from merflow.learn.data import load_frames, load_windowed
+from merflow.learn.data import ZScore, load_frames, load_windowed
 from merflow.learn.evaluation import evaluate
 from merflow.learn.recipes import TrainConfig
-from merflow.learn.run_data import ZScore
 from merflow.learn.sequences import chunk_starts, make_sequences
 from merflow.learn.tracking import HISTORY_COLUMNS
 from merflow.learn.training import Progress, _advance, train

@@ -26,10 +26,9 @@ from typing import Any
 from merflow import models
 from merflow.errors import DatasetError
 from merflow.io import atomic_dir, read_json, write_json
-from merflow.learn.data import TARGET_NAMES, read_split
+from merflow.learn.data import TARGET_NAMES, ZScore, read_split
 from merflow.learn.inference import PREDICTION_BATCH_FACTOR, network_from_checkpoint
 from merflow.learn.recipes import TrainConfig
-from merflow.learn.run_data import ZScore
 from merflow.provenance import package_versions
 from merflow.runs import (
     BASELINE_FILE,

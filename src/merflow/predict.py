@@ -51,8 +51,8 @@ from merflow.features.registry import FEATURES, columns, computed, resolve_param
 from merflow.features.windows import window_end_times
 from merflow.io import atomic_path, read_json, write_json, write_table
 from merflow.learn import baselines
+from merflow.learn.data import ZScore
 from merflow.learn.inference import NetworkPredictor, load_predictor
-from merflow.learn.run_data import ZScore
 from merflow.learn.sequences import chunk_starts
 from merflow.mp3 import check_mp3
 from merflow.provenance import package_versions

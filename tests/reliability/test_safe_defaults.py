@@ -24,8 +24,8 @@ from merflow.datasets.index import build_index
 from merflow.errors import MerflowError
 from merflow.io import read_table, write_json
 from merflow.learn import baselines
+from merflow.learn.data import ZScore
 from merflow.learn.inference import load_predictor
-from merflow.learn.run_data import ZScore
 from merflow.learn.training import _resume
 
 

@@ -57,10 +57,10 @@ from merflow import models
 from merflow.devices import select_device
 from merflow.errors import ConfigError, DatasetError
 from merflow.io import write_json, write_table
-from merflow.learn.data import TARGET_NAMES, FrameClips, WindowedClips, read_split
+from merflow.learn.data import TARGET_NAMES, FrameClips, WindowedClips, ZScore, read_split
 from merflow.learn.inference import load_predictor
 from merflow.learn.recipes import TrainConfig
-from merflow.learn.run_data import ZScore, load_part
+from merflow.learn.run_data import load_part
 from merflow.runs import NORM_FILE, metrics_file, predictions_file, read_record
 
 log = logging.getLogger(__name__)

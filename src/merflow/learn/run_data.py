@@ -1,17 +1,16 @@
 """What one run learns from: the training and validation parts of its split, read, z-scored
 with training statistics, and fingerprinted.
 
-z-score statistics are fitted on the training part only (:class:`ZScore`), saved beside the model
-(``norm.npz``) and applied unchanged to validation, test and new audio. Clips that cannot be used
-are never dropped silently: each is a problem with a reason, logged and written to the run's
-quarantine table (:func:`write_problems`).
+z-score statistics are fitted on the training part only (:class:`~merflow.learn.data.ZScore`),
+saved beside the model (``norm.npz``) and applied unchanged to validation, test and new audio.
+Clips that cannot be used are never dropped silently: each is a problem with a reason, logged and
+written to the run's quarantine table (:func:`write_problems`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,13 +18,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from merflow import runs
 from merflow.errors import ConfigError, DatasetError
-from merflow.io import atomic_path, write_table
+from merflow.io import write_table
 from merflow.learn.data import (
-    ClipVectors,
     FrameClips,
     WindowedClips,
+    ZScore,
     feature_kind,
     load_frames,
     load_vectors,
@@ -38,78 +36,6 @@ from merflow.models.registry import spec as model_spec
 from merflow.tables import FEATURE_KINDS, metadata_of
 
 log = logging.getLogger(__name__)
-_MIN_STD = 1e-8  # below this a feature is constant in training: centre it, do not scale it
-
-
-@dataclass
-class ZScore:
-    """Per-feature mean and standard deviation, fitted on training data only.
-
-    ``axis`` is where the features sit: -1 for windows ``(..., F)``, -2 for log-mel matrices
-    ``(..., n_mels, n_frames)`` (one statistic per mel band over all frames).
-    """
-
-    mean: np.ndarray
-    std: np.ndarray
-    axis: int = -1
-
-    @classmethod
-    def fit_windows(cls, clips: WindowedClips) -> ZScore:
-        if not clips.features:
-            raise DatasetError("cannot fit z-score statistics: the training split has no windows")
-        stacked = np.concatenate(clips.features)
-        return cls._from_moments(
-            stacked.mean(0, dtype=np.float64), stacked.std(0, dtype=np.float64)
-        )
-
-    @classmethod
-    def fit_vectors(cls, clips: ClipVectors) -> ZScore:
-        """Column statistics over the training clips' vectors."""
-        if not len(clips.clip_ids):
-            raise DatasetError("cannot fit z-score statistics: the training split has no clips")
-        x = clips.features
-        return cls._from_moments(x.mean(0, dtype=np.float64), x.std(0, dtype=np.float64))
-
-    @classmethod
-    def fit_frames(cls, clips: FrameClips) -> ZScore:
-        """Band statistics over the valid (audio, not padding) frames of every training clip."""
-        if not len(clips.clip_ids):
-            raise DatasetError("cannot fit z-score statistics: the training split has no clips")
-        valid = [
-            x[:, : max(int(n), 1)]
-            for x, n in zip(clips.features, clips.n_valid_frames, strict=True)
-        ]
-        total = sum(v.shape[1] for v in valid)
-        mean = sum(v.sum(1, dtype=np.float64) for v in valid) / total
-        var = sum(((v - mean[:, None]) ** 2).sum(1) for v in valid) / total
-        return cls._from_moments(mean, np.sqrt(var), axis=-2)
-
-    @classmethod
-    def _from_moments(cls, mean: np.ndarray, std: np.ndarray, axis: int = -1) -> ZScore:
-        std = np.where(std < _MIN_STD, 1.0, std)
-        return cls(mean.astype(np.float32), std.astype(np.float32), axis)
-
-    def apply(self, x: np.ndarray) -> np.ndarray:
-        shape = (-1,) if self.axis == -1 else (-1, 1)
-        return ((x - self.mean.reshape(shape)) / self.std.reshape(shape)).astype(np.float32)
-
-    def save(self, path: str | os.PathLike, feature_names: Sequence[str] = ()) -> None:
-        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            np.savez(
-                fh,
-                mean=self.mean,
-                std=self.std,
-                axis=np.int64(self.axis),
-                feature_names=np.array(list(feature_names), dtype=str),
-            )
-
-    @classmethod
-    def load(cls, path: str | os.PathLike, fix: str = runs.RETRAIN) -> ZScore:
-        stored = runs.load_arrays(path, fix)
-        try:
-            return cls(stored["mean"], stored["std"], int(stored["axis"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise runs.damaged(Path(path), exc, fix) from None
 
 
 @dataclass
