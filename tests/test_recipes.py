@@ -25,7 +25,7 @@ from merflow.io import read_json, read_table, write_table
 from merflow.learn import recipes
 from merflow.learn.data import FrameClips, WindowedClips
 from merflow.learn.evaluation import evaluate
-from merflow.learn.inference import CheckpointEnsemble, NetworkPredictor
+from merflow.learn.inference import NetworkPredictor
 from merflow.learn.recipe_pieces import (
     apply_gain,
     crop_start,
@@ -39,6 +39,7 @@ from merflow.learn.recipe_pieces import (
 )
 from merflow.learn.recipes import TrainConfig
 from merflow.learn.training import Progress, _advance, train
+from merflow.models.network import CheckpointEnsemble
 
 FRAMES = 96
 CROP = 48

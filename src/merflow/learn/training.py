@@ -39,7 +39,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812 (the torch convention)
 from sklearn.metrics import f1_score
-from torch import nn
 
 from merflow import models
 from merflow.devices import epoch_seed, seed_everything, select_device
@@ -58,6 +57,7 @@ from merflow.learn.recipe_pieces import (
 )
 from merflow.learn.recipes import TrainConfig
 from merflow.learn.run_data import RunData, data_fingerprint, prepare_data, write_problems
+from merflow.models.network import Network
 from merflow.provenance import run_record
 from merflow.runs import (
     BASELINE_FILE,
@@ -326,7 +326,7 @@ def _build_args(name: str, data: RunData, options: dict) -> dict:
 
 
 def _train_epoch(
-    model: nn.Module,
+    model: Network,
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
     tensors: tuple[torch.Tensor, ...],
@@ -430,7 +430,7 @@ def _kept_epochs(progress: Progress) -> list[int]:
     return [epoch for _, epoch in progress.kept]
 
 
-def _keep_state(kept_states: dict, progress: Progress, epoch: int, model: nn.Module) -> dict:
+def _keep_state(kept_states: dict, progress: Progress, epoch: int, model: Network) -> dict:
     """The weights of the epochs in ``progress.kept``: this epoch's, if it is one of them."""
     kept = _kept_epochs(progress)
     states = {e: state for e, state in kept_states.items() if e in kept}
@@ -439,9 +439,9 @@ def _keep_state(kept_states: dict, progress: Progress, epoch: int, model: nn.Mod
     return states
 
 
-def _best(model: nn.Module, build_args: dict, progress: Progress, kept_states: dict) -> dict:
+def _best(model: Network, build_args: dict, progress: Progress, kept_states: dict) -> dict:
     """What ``best.pt`` holds: the best epoch's weights, or the kept epochs' as one
-    :class:`~merflow.models.CheckpointEnsemble` (best first)."""
+    :class:`~merflow.models.network.CheckpointEnsemble` (best first)."""
     if len(kept_states) <= 1:  # the best epoch alone: this epoch
         return {"model": model.state_dict(), "build": build_args, "epoch": progress.best_epoch}
     epochs = _kept_epochs(progress)

@@ -11,11 +11,12 @@ import torch
 from torch import nn
 
 from merflow.models.blocks import check_fraction, check_positive_int
+from merflow.models.network import Network
 
 DEFAULTS: dict = {"hidden": 256, "dropout": 0.5}
 
 
-class MLPHead(nn.Module):
+class MLPHead(Network):
     def __init__(self, n_features: int, n_outputs: int, hidden: int, dropout: float):
         super().__init__()
         self.layers = nn.Sequential(

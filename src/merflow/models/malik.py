@@ -69,6 +69,7 @@ from merflow.models.blocks import (
     elastic_net,
     keras_init_,
 )
+from merflow.models.network import Network
 
 DEFAULTS: dict = {
     "filters": 8,  # CNN feature maps (Section 3.5: "eight units each")
@@ -138,7 +139,7 @@ class RecurrentBranch(nn.Module):
         return self.maxout(z)
 
 
-class MalikCRNN(nn.Module):
+class MalikCRNN(Network):
     """The stacked CNN-RNN of Malik et al. 2017; ``branched=False`` gives CRNN_NB.
 
     With ``branched=True`` there is one :class:`RecurrentBranch` per output (arousal, valence);

@@ -56,6 +56,7 @@ from merflow.models.blocks import (
     keras_init_,
     last_states,
 )
+from merflow.models.network import Network
 
 CRNN_DEFAULTS: dict = {
     "filters": 56,  # per Conv1D block (paper)
@@ -84,7 +85,7 @@ PARALLEL_DEFAULTS: dict = {
 }
 
 
-class VelankarCRNN(nn.Module):
+class VelankarCRNN(Network):
     """Conv1D blocks over time -> LSTM -> dense -> class logits (the paper's Figure 3)."""
 
     def __init__(
@@ -162,7 +163,7 @@ class VelankarCRNN(nn.Module):
         return _l2(kernels, self.l2)
 
 
-class VelankarParallel(nn.Module):
+class VelankarParallel(Network):
     """A 2D CNN branch and a recurrent branch side by side -> dense -> logits (Figure 4)."""
 
     def __init__(
