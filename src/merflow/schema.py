@@ -19,6 +19,7 @@ import yaml
 from merflow.datasets import ADAPTERS
 from merflow.errors import ConfigError
 from merflow.features.registry import FEATURES, configurable
+from merflow.features.windows import WINDOW_S
 from merflow.models.registry import MODELS
 
 SCHEMA_FILE = "config.schema.yaml"  # package data: it ships with merflow
@@ -26,15 +27,15 @@ SYNTH_KEYS = ("n_clips", "duration_s", "sample_rate", "n_classes", "clips_per_so
 
 
 def load_schema() -> dict:
-    """The config schema, with the names the registries hold filled in: the models, features
-    and adapters an experiment or dataset may name, and the sections of ``features:``."""
+    """The config schema, with what the code holds filled in: the models, features and
+    adapters an experiment or dataset may name, the sections of ``features:``, the window."""
     schema = yaml.safe_load(resources.files("merflow").joinpath(SCHEMA_FILE).read_text())
     experiment = schema["properties"]["experiments"]["additionalProperties"]["properties"]
     experiment["models"]["items"] = {"enum": list(MODELS)}
     experiment["features"]["items"] = {"enum": list(FEATURES)}
-    schema["properties"]["datasets"]["additionalProperties"]["properties"]["adapter"] = {
-        "enum": list(ADAPTERS)
-    }
+    dataset = schema["properties"]["datasets"]["additionalProperties"]["properties"]
+    dataset["adapter"] = {"enum": list(ADAPTERS)}
+    dataset["duration_s"]["minimum"] = WINDOW_S  # a synthetic clip holds one window at least
     sections = schema["properties"]["features"]["properties"]
     sections.update({name: {"type": "object"} for name in configurable()})
     return schema

@@ -30,7 +30,7 @@ import numpy as np
 from merflow.features import params as check
 from merflow.features.clip import DecodedClip
 from merflow.features.spec import FeatureSpec
-from merflow.features.windows import STATS, n_windows, pooled_names
+from merflow.features.windows import STATS, WINDOW_S, n_windows, pooled_names
 from merflow.pretrained.cache import MODELS
 
 SAMPLE_RATE = 16000  # musicnn's input rate
@@ -39,7 +39,7 @@ PATCH_S = 3.0
 
 _COMMON: dict[str, Any] = {"model": "MSD_musicnn", "layer": "penultimate", "sample_rate": 16000}
 MUSICNN_DEFAULTS: dict[str, Any] = {**_COMMON, "stats": ["mean", "std"]}
-MUSICNN_500MS_DEFAULTS: dict[str, Any] = {**_COMMON, "window_s": 0.5}
+MUSICNN_500MS_DEFAULTS: dict[str, Any] = {**_COMMON, "window_s": WINDOW_S}
 
 
 def compute_musicnn(clip: DecodedClip, params: dict[str, Any]) -> np.ndarray:
