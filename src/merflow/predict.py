@@ -6,7 +6,7 @@ the very parameters of its feature table, z-scores it with the training statisti
 
 * regression (Malik models, ``mean``/``ridge``): arousal and valence for every 500 ms window of
   the whole song, whatever its length -- cut into the run's ``seq_len`` chunks and stitched back
-  as evaluation does (:class:`~merflow.training.NetworkPredictor`) -- and their song means;
+  as evaluation does (:class:`~merflow.learn.inference.NetworkPredictor`) -- and their song means;
 * classification (Velankar models, ``majority``/``logistic``): class probabilities per segment of
   the model's input length (``n_frames`` log-mel frames: 640 = 14.9 s at Velankar's settings) and
   the song's vote, the mean of the segments' probabilities. Segments follow one another from the

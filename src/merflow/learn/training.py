@@ -1,8 +1,9 @@
 """Training one run: a model (network or baseline) on one feature table, split and seed.
 
-What a run folder holds is :mod:`merflow.runs`; what the run learns from, :mod:`merflow.run_data`;
-the pieces a recipe adds (crops, masks, sampling, schedules), :mod:`merflow.recipe_pieces`; how a
-trained network predicts, :mod:`merflow.inference`. This module is the loop.
+What a run folder holds is :mod:`merflow.runs`; what the run learns from, :mod:`.run_data`; the
+pieces a recipe adds (crops, masks, sampling, schedules), :mod:`.recipe_pieces`; how a trained
+network predicts, :mod:`.inference`; what a network must offer the loop (``forward`` and
+``penalty``), :class:`merflow.models.network.Network`. This module is the loop.
 
 Losses and metrics (the columns of ``history.csv``): regression trains on the RMSE of the paper
 (the mean over arousal and valence of each dimension's RMSE) plus ``model.penalty()``; its metric
@@ -19,9 +20,9 @@ killed and started again resumes from ``last.pt`` and ends with the very numbers
 uninterrupted run (on the CPU; CUDA kernels are deterministic only as far as
 ``torch.use_deterministic_algorithms`` reaches). For the same reason ``last.pt`` stores no RNG
 states: there are none to carry over. A checkpoint resumes only the settings and the data
-(:func:`~merflow.run_data.data_fingerprint`) that wrote it.
+(:func:`~merflow.learn.run_data.data_fingerprint`) that wrote it.
 What a run reports while it trains (``history.csv``, ``status.json``, TensorBoard) is
-:mod:`merflow.tracking`.
+:mod:`merflow.learn.tracking`.
 """
 
 from __future__ import annotations

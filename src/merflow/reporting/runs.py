@@ -1,7 +1,7 @@
 """Reading finished runs and reducing them to mean ± std over seeds.
 
 A run directory (``results/<dataset>/<experiment>/runs/<feature>/<model>/len<seq_len>/<split>/
-seed<seed>/``) holds ``metrics.json`` (the test part, schema in :mod:`merflow.evaluation`),
+seed<seed>/``) holds ``metrics.json`` (the test part, schema in :mod:`merflow.learn.evaluation`),
 optionally ``metrics_train.json`` (the same on the training part: Malik et al.'s "Development"
 columns), ``run.json`` (provenance), ``history.csv`` and ``predictions.parquet``.
 
