@@ -87,10 +87,12 @@ TOY_MODEL = """
 import torch
 from torch import nn
 
+from merflow.models.network import Network
+
 DEFAULTS = {"hidden": 4}
 
 
-class Toy(nn.Module):
+class Toy(Network):
     def __init__(self, n_features, n_outputs, hidden):
         super().__init__()
         self.net = nn.Sequential(
