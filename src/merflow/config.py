@@ -27,6 +27,7 @@ from merflow.features.registry import (
     resolve_params,
     weights_needed,
 )
+from merflow.features.windows import WINDOW_S
 from merflow.learn import recipes
 from merflow.models.registry import MODELS
 from merflow.pretrained.cache import is_cached
@@ -86,11 +87,8 @@ def _check_semantics(config: dict) -> None:
                 f"config error: experiment '{name}' trains {', '.join(sequence_models)} but sets "
                 "no 'seq_len' (a list of sequence lengths in 500 ms windows, e.g. [10, 20, 30, 60])"
             )
-        trains_frame_network = any(
-            "frames" in MODELS[m].inputs and not MODELS[m].baseline for m in exp["models"]
-        )
-        if "logmel" in exp["features"] and trains_frame_network:
-            _check_input_frames(config, name)
+        _check_windows(config, name, exp)
+        _check_input_frames(config, name, exp)
     for name, spec in datasets.items():
         check_dataset_root(name, spec)
     for name in config.get("predict", {}):
@@ -116,16 +114,41 @@ def _check_import_path(config: dict, experiment: str, feature: str) -> None:
         )
 
 
-def _check_input_frames(config: dict, experiment: str) -> None:
-    """A frame model's input must fit in the stored log-mel matrix: say so before any job runs."""
+def _features_of_kind(exp: dict, kind: str) -> list[str]:
+    """The experiment's features of ``kind`` that have parameters (a ``features:`` section)."""
+    return [f for f in exp["features"] if FEATURES[f].kind == kind and f in configurable()]
+
+
+def _check_windows(config: dict, experiment: str, exp: dict) -> None:
+    """Windowed features meet the targets window by window: the targets sit on the
+    ``WINDOW_S`` grid (docs/tables.md), so a feature's windows must be that long, or most
+    targets would find no window."""
+    for feature in _features_of_kind(exp, "windows"):
+        window = feature_params(config, feature).get("window_s", WINDOW_S)
+        if window != WINDOW_S:
+            raise ConfigError(
+                f"config error: experiment '{experiment}' learns the {WINDOW_S:g} s targets of "
+                f"dataset '{exp['dataset']}' from feature '{feature}', whose "
+                f"'features.{feature}.window_s' is {window:g}; the targets cannot be aligned to "
+                f"it: set it to {WINDOW_S:g} (the default)"
+            )
+
+
+def _check_input_frames(config: dict, experiment: str, exp: dict) -> None:
+    """A frame network's input must fit in the stored matrix of every frame-level feature it
+    trains on: say so before any job runs."""
+    if not any("frames" in MODELS[m].inputs and not MODELS[m].baseline for m in exp["models"]):
+        return
     wanted = train_settings(config, experiment).get("input_frames")
-    stored = feature_params(config, "logmel")["n_frames"]
-    if wanted and wanted > stored:
-        raise ConfigError(
-            f"config error: experiment '{experiment}' trains on {wanted}-frame inputs "
-            f"('input_frames'), but 'features.logmel.n_frames' stores {stored}; raise n_frames "
-            f"or set 'experiments.{experiment}.train.input_frames' to at most {stored}"
-        )
+    for feature in _features_of_kind(exp, "frames"):
+        stored = feature_params(config, feature).get("n_frames")
+        if wanted and stored and wanted > stored:
+            raise ConfigError(
+                f"config error: experiment '{experiment}' trains on {wanted}-frame inputs "
+                f"('input_frames'), but 'features.{feature}.n_frames' stores {stored}; raise "
+                f"n_frames or set 'experiments.{experiment}.train.input_frames' to at most "
+                f"{stored}"
+            )
 
 
 def pairs(exp: dict) -> list[tuple[str, str]]:
