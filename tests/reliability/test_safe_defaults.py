@@ -24,9 +24,9 @@ from merflow.datasets.index import build_index
 from merflow.errors import MerflowError
 from merflow.io import read_table, write_json
 from merflow.learn import baselines
+from merflow.learn.checkpoints import resume
 from merflow.learn.data import ZScore
 from merflow.learn.inference import load_predictor
-from merflow.learn.training import _resume
 
 
 class Payload:
@@ -65,7 +65,7 @@ def test_a_best_checkpoint_with_a_pickled_object_is_refused(tmp_path):
 def test_a_last_checkpoint_with_a_pickled_object_is_set_aside_unread(tmp_path, caplog):
     last = malicious_checkpoint(tmp_path / "last.pt", tmp_path / "marker")
     torch.save({}, tmp_path / "best.pt")
-    progress, kept = _resume(last, {"data": "data"}, None, None, None, torch.device("cpu"))
+    progress, kept = resume(last, {"data": "data"}, None, None, None, torch.device("cpu"))
     assert progress.epoch == 0 and kept == {}  # a fresh start: nothing of it was used
     assert not last.exists() and (tmp_path / "last.pt.damaged").is_file()
     assert "weights_only" in caplog.text and "starting afresh" in caplog.text
