@@ -102,9 +102,8 @@ def resume(path: Path, resume_key: dict, model, optimizer, scaler, device):
         log.warning("%s; moved aside as %s.damaged, starting afresh", exc, path.name)
         return Progress(), {}
     if checkpoint.get("resume_key") != resume_key:
-        other_data = checkpoint.get("resume_key", {}).get("data") != resume_key["data"]
-        why = "other data" if other_data else None
-        log.warning("%s was written with %s; starting afresh", path, why or "other settings")
+        changes = "; ".join(what_changed(checkpoint.get("resume_key") or {}, resume_key))
+        log.warning("%s was written before these changes: %s; starting afresh", path, changes)
         return Progress(), {}
     progress = Progress(**checkpoint["progress"])
     best_on_disk = saved_epoch(path.parent / BEST_FILE, device)
@@ -119,6 +118,48 @@ def resume(path: Path, resume_key: dict, model, optimizer, scaler, device):
     log.info("resuming %s after epoch %d", path.parent, progress.epoch)
     kept_states = {int(e): state for e, state in checkpoint.get("kept_states", {}).items()}
     return progress, kept_states
+
+
+def what_changed(written: dict, wanted: dict) -> list[str]:
+    """What differs between the resume key a checkpoint was ``written`` with and this run's, in
+    words: each setting or build argument that changed (``lr 0.001 -> 0.002``), and which of the
+    data (:func:`~merflow.learn.run_data.data_fingerprint`) changed."""
+    before, after = _flat(written, skip="data"), _flat(wanted, skip="data")
+    changes = [
+        f"{key} {_brief(before.get(key, '(unset)'))} -> {_brief(after.get(key, '(unset)'))}"
+        for key in sorted(before.keys() | after.keys())
+        if before.get(key) != after.get(key)
+    ]
+    if written.get("data") != wanted.get("data"):
+        changes.append(_data_change(written.get("data"), wanted["data"]))
+    return changes
+
+
+def _data_change(old: dict | str | None, new: dict[str, str]) -> str:
+    if not isinstance(old, dict):
+        return "the data fingerprint is of an older merflow"
+    if old.get("split") != new["split"]:
+        return "the split changed"  # the features and labels of its clips then differ too
+    changed = {"features": "the feature table's rows changed", "labels": "the labels changed"}
+    return " and ".join(words for key, words in changed.items() if old.get(key) != new[key])
+
+
+def _flat(values: dict, prefix: str = "", skip: str = "") -> dict:
+    """Nested settings as ``{"build.options.dropout": 0.25, ...}``."""
+    flat = {}
+    for key, value in values.items():
+        if key == skip:
+            continue
+        if isinstance(value, dict) and value:
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _brief(value) -> str:
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 60 else "..." + text[-57:]
 
 
 def saved_epoch(path: Path, device) -> int | None:

@@ -104,19 +104,21 @@ def prepare_data(config: TrainConfig) -> RunData:
     )
 
 
-def data_fingerprint(data: RunData) -> str:
-    """A digest of what a run learns from (the clips, inputs and labels of its training and
-    validation parts): a checkpoint resumes only the data it was trained on."""
-    digest = hashlib.sha256()
+def data_fingerprint(data: RunData) -> dict[str, str]:
+    """Digests of what a run learns from, one for each part that can change on its own: ``split``
+    (the clips of the training and validation parts), ``features`` (their inputs) and ``labels``
+    (their targets or classes). A checkpoint resumes only the data it was trained on."""
+    digests = {name: hashlib.sha256() for name in ("split", "features", "labels")}
     for part in (data.train, data.val):
-        digest.update("\0".join(part.clip_ids).encode())
+        digests["split"].update("\0".join(part.clip_ids).encode() + b"\1")
         if isinstance(part, WindowedClips):
-            arrays = [*part.times, *part.features, *(part.targets or [])]
+            inputs, labels = [*part.times, *part.features], part.targets or []
         else:
-            arrays = [part.features, part.n_valid_frames, part.labels]
-        for array in arrays:
-            digest.update(np.ascontiguousarray(array).data)
-    return digest.hexdigest()
+            inputs, labels = [part.features, part.n_valid_frames], [part.labels]
+        for name, arrays in (("features", inputs), ("labels", labels)):
+            for array in arrays:
+                digests[name].update(np.ascontiguousarray(array).data)
+    return {name: digest.hexdigest() for name, digest in digests.items()}
 
 
 def write_problems(path: Path, problems: list[dict], stage: str) -> None:
