@@ -1,10 +1,10 @@
 """Benchmark: training speed of each architecture at the papers' data sizes, on dummy data.
 
 For each network it writes dummy feature tables of the paper's size and runs
-``merflow.learn.training.train`` for a few epochs: the real code path (batching, validation on stitched
-songs, checkpoints, history). Within each epoch it also clocks the model's own work (forward
-passes, backward, optimizer steps; see :class:`ModelClock`); the rest of the epoch is the
-overhead, whose target is < 10 %. Epoch times exclude the one-off loading and z-scoring.
+``merflow.learn.training.train`` for a few epochs: the real code path (batching, validation on
+stitched songs, checkpoints, history). Within each epoch it also clocks the model's own work
+(forward passes, backward, optimizer steps; see :class:`ModelClock`); the rest of the epoch is
+the overhead, whose target is < 10 %. Epoch times exclude the one-off loading and z-scoring.
 
     .venv/bin/python bench/training.py [--epochs 3] [--threads 2] [--models malik_crnn ...]
 
