@@ -42,6 +42,10 @@ MUSICNN_DEFAULTS: dict[str, Any] = {**_COMMON, "stats": ["mean", "std"]}
 MUSICNN_500MS_DEFAULTS: dict[str, Any] = {**_COMMON, "window_s": WINDOW_S}
 
 
+# The network (merflow.pretrained.musicnn) and the device choice import torch: this module is
+# imported with the registry while the Snakefile parses, so the functions that run it do.
+
+
 def compute_musicnn(clip: DecodedClip, params: dict[str, Any]) -> np.ndarray:
     """``(1, n_columns)``: the layer's statistics over the clip's successive 3 s patches."""
     from merflow.pretrained import musicnn

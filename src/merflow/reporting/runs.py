@@ -312,6 +312,7 @@ def ensemble_values(runs: Sequence[RunResult]) -> list[dict[str, float | None]]:
     probabilities, or arousal/valence per window): the seed ensemble, or for Malik models given
     runs of several sequence lengths, the sequence-length ensemble. Splits with one run only
     are left out: one model is no ensemble."""
+    # evaluation imports torch (a run's predictor); the report needs only its metric functions
     from merflow.learn.evaluation import classification_metrics, regression_metrics
 
     by_split: dict[str, list[RunResult]] = {}
