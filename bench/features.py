@@ -165,7 +165,7 @@ def embeddings(clips: pd.DataFrame, seconds: float) -> None:
     """Throughput of the musicnn features on 2 torch threads, decoding (to 16 kHz) included."""
     import torch
 
-    from merflow.pretrained.fetch import is_cached
+    from merflow.pretrained.cache import is_cached
 
     if not is_cached("MSD_musicnn"):
         print("\nmusicnn: weights not cached (merflow pretrained fetch musicnn): not measured")
@@ -222,7 +222,7 @@ print(f"{time.perf_counter() - start:.2f} {'torch' in sys.modules}")
 
 def start_up() -> None:
     """Each feature job's start-up in a fresh interpreter, least of 3."""
-    from merflow.pretrained.fetch import is_cached
+    from merflow.pretrained.cache import is_cached
 
     names = CLASSIC + (("musicnn",) if is_cached("MSD_musicnn") else ())
     print()

@@ -1,10 +1,10 @@
 """Benchmark: training speed of each architecture at the papers' data sizes, on dummy data.
 
 For each network it writes dummy feature tables of the paper's size and runs
-``merflow.training.train`` for a few epochs: the real code path (batching, validation on stitched
-songs, checkpoints, history). Within each epoch it also clocks the model's own work (forward
-passes, backward, optimizer steps; see :class:`ModelClock`); the rest of the epoch is the
-overhead, whose target is < 10 %. Epoch times exclude the one-off loading and z-scoring.
+``merflow.learn.training.train`` for a few epochs: the real code path (batching, validation on
+stitched songs, checkpoints, history). Within each epoch it also clocks the model's own work
+(forward passes, backward, optimizer steps; see :class:`ModelClock`); the rest of the epoch is
+the overhead, whose target is < 10 %. Epoch times exclude the one-off loading and z-scoring.
 
     .venv/bin/python bench/training.py [--epochs 3] [--threads 2] [--models malik_crnn ...]
 
@@ -30,8 +30,8 @@ import torch.nn.modules.module as module_hooks
 import torch.optim.optimizer as optimizer_hooks
 
 from merflow.io import write_table
-from merflow.recipes import TrainConfig
-from merflow.training import train
+from merflow.learn.recipes import TrainConfig
+from merflow.learn.training import train
 
 MALIK = {"n_train": 431, "n_val": 43, "n_windows": 60, "n_features": 260, "batch_size": 32}
 VELANKAR = {"n_train": 138, "n_val": 14, "n_mels": 128, "n_frames": 640, "batch_size": 16}

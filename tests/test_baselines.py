@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression, Ridge
 
-from merflow import baselines
-from merflow.data import FrameClips, WindowedClips
 from merflow.errors import ConfigError, DatasetError
+from merflow.learn import baselines
+from merflow.learn.data import FrameClips, WindowedClips
 
 
 def windowed(seed: int = 0, n_clips: int = 5, n_windows: int = 12) -> WindowedClips:

@@ -14,8 +14,8 @@ import pytest
 from workflow_utils import REPO, bench_module
 
 from merflow.config import experiment_runs
-from merflow.evaluation import classification_metrics, regression_metrics
 from merflow.io import write_table
+from merflow.learn.evaluation import classification_metrics, regression_metrics
 from merflow.splits import split_ids
 
 bench = bench_module("recipes")

@@ -7,8 +7,8 @@ import pandas as pd
 from test_datasets import write_deam_features
 
 from merflow import cli
-from merflow.data import load_windowed
 from merflow.io import read_table, write_table
+from merflow.learn.data import load_windowed
 
 
 def test_deams_own_features_become_a_feature_table_training_can_load(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import yaml
 
 from merflow import config as mfconfig
 from merflow.errors import ConfigError
+from merflow.features.registry import FEATURES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -119,3 +121,28 @@ def test_a_model_input_longer_than_the_stored_log_mel_is_named():
         mfconfig.validate(copy.deepcopy(config))
     config["experiments"]["velankar"]["train"]["input_frames"] = 320
     mfconfig.validate(config)
+
+
+@pytest.mark.parametrize("window", [1.0, 0.25])
+def test_a_window_the_targets_cannot_be_aligned_to_is_refused(default_config, window):
+    """The targets sit on the 0.5 s grid: 1.0 s windows would match half of them."""
+    config = copy.deepcopy(default_config)
+    config["features"]["logmel_500ms"] = {"window_s": window}
+    expected = rf"'features.logmel_500ms.window_s' is {window:g}; the targets cannot be aligned"
+    with pytest.raises(ConfigError, match=expected):
+        mfconfig.validate(config)
+    config["features"]["logmel_500ms"] = {"window_s": 0.5}
+    mfconfig.validate(config)
+
+
+def test_the_frame_count_check_covers_every_frame_level_feature(default_config, monkeypatch):
+    """A second frame-level feature (the registry's logmel under another name) is checked as
+    logmel is: its stored frames must hold the network's input."""
+    monkeypatch.setitem(
+        FEATURES, "logmel_hq", dataclasses.replace(FEATURES["logmel"], name="logmel_hq")
+    )
+    config = copy.deepcopy(default_config)
+    config["features"]["logmel_hq"] = {"n_frames": 320}
+    config["experiments"]["velankar"]["features"] = ["logmel_hq"]
+    with pytest.raises(ConfigError, match=r"'features.logmel_hq.n_frames' stores 320"):
+        mfconfig.validate(config)

@@ -17,14 +17,14 @@ import torch
 import yaml
 from workflow_utils import executed_jobs, run_snakemake
 
-from merflow import baselines
-from merflow.data import ClipVectors
 from merflow.errors import ConfigError, DatasetError
 from merflow.features import compute_clip, extract_features
 from merflow.features.imported import read_embeddings
 from merflow.features.registry import FEATURES
 from merflow.io import write_table
-from merflow.pretrained import fetch
+from merflow.learn import baselines
+from merflow.learn.data import ClipVectors
+from merflow.pretrained import cache, fetch
 
 SR = 16000
 
@@ -32,7 +32,7 @@ SR = 16000
 @pytest.fixture(scope="module")
 def network():
     """The cached MSD_musicnn (make setup fetches it; CI must have it)."""
-    if not fetch.is_cached("MSD_musicnn"):
+    if not cache.is_cached("MSD_musicnn"):
         if os.environ.get("CI"):
             pytest.fail("CI must have the musicnn weights: `make setup` fetches them")
         pytest.skip("no cached musicnn weights: run `merflow pretrained fetch musicnn`")
@@ -221,7 +221,7 @@ def test_a_wheel_with_another_checksum_is_refused(tmp_path, monkeypatch):
     wheel.write_bytes(b"not the musicnn wheel")
     with pytest.raises(fetch.FetchError, match="sha256 .* is not that of musicnn-0.1.0"):
         fetch.fetch_musicnn(wheel)
-    assert not fetch.is_cached("MSD_musicnn")
+    assert not cache.is_cached("MSD_musicnn")
 
 
 # --- the workflow's musicnn rows ---------------------------------------------------------------

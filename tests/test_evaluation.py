@@ -11,8 +11,8 @@ import pytest
 import torch
 from scipy.stats import pearsonr
 
-from merflow.data import FrameClips
-from merflow.evaluation import (
+from merflow.learn.data import FrameClips
+from merflow.learn.evaluation import (
     _json_safe,
     ccc,
     classification_metrics,
@@ -22,8 +22,8 @@ from merflow.evaluation import (
     regression_metrics,
     rmse,
 )
-from merflow.inference import NetworkPredictor
-from merflow.sequences import chunk_starts, stitch_song_predictions
+from merflow.learn.inference import NetworkPredictor
+from merflow.learn.sequences import chunk_starts, stitch_song_predictions
 
 
 def regression_predictions() -> pd.DataFrame:

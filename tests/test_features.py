@@ -13,7 +13,6 @@ import pytest
 import soundfile as sf
 
 from merflow import audio
-from merflow.data import load_windowed
 from merflow.errors import AudioError, ConfigError, DatasetError
 from merflow.features import (
     FEATURES,
@@ -29,6 +28,7 @@ from merflow.features import (
 )
 from merflow.features.logmel import DB_FLOOR
 from merflow.io import read_metadata
+from merflow.learn.data import load_windowed
 from merflow.tables import read_table
 
 SR = 22050

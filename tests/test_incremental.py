@@ -172,10 +172,31 @@ def test_changed_features_retrain_the_network_from_scratch(rerun_copy):
     assert out.returncode == 0, out.stderr[-4000:]
     assert "train" in rules_of(executed_jobs(out.stderr))
     log = train_log(rerun_copy)
-    assert "was written with other data; starting afresh" in log and "epoch 1/" in log
+    assert "the feature table's rows changed; starting afresh" in log and "epoch 1/" in log
+    assert "build.n_features 64 -> 48" in log  # the network's input width changed with them
     assert_run_complete(rerun_copy)
     assert read_json(rerun_copy / MALIK_NB / "run.json")["n_parameters"] > 0
     assert planned_jobs(rerun_copy, config) == []
+
+
+def test_a_run_started_afresh_names_the_setting_that_changed(rerun_copy):
+    config = tiny_config()
+    config["experiments"]["malik"]["train"]["batch_size"] = 4
+    out = snakemake(rerun_copy, config)
+    assert out.returncode == 0, out.stderr[-4000:]
+    log = train_log(rerun_copy)
+    assert "last.pt was written before these changes: batch_size 8 -> 4; starting afresh" in log
+    assert_run_complete(rerun_copy)
+
+
+def test_a_run_started_afresh_says_the_split_changed(rerun_copy):
+    config = tiny_config()
+    config["experiments"]["malik"]["split"]["val_fraction"] = 0.4
+    out = snakemake(rerun_copy, config)
+    assert out.returncode == 0, out.stderr[-4000:]
+    log = train_log(rerun_copy)
+    assert "last.pt was written before these changes: the split changed; starting afresh" in log
+    assert_run_complete(rerun_copy)
 
 
 def test_a_train_job_rerun_on_the_same_data_reuses_the_trained_network(rerun_copy):

@@ -15,9 +15,9 @@ import pytest
 
 from merflow.cli import main
 from merflow.config import split_settings
-from merflow.evaluation import evaluate
-from merflow.recipes import TrainConfig
-from merflow.training import train
+from merflow.learn.evaluation import evaluate
+from merflow.learn.recipes import TrainConfig
+from merflow.learn.training import train
 
 pytestmark = pytest.mark.slow
 

@@ -420,3 +420,21 @@ def test_input_of_another_size_is_a_clear_error(name):
     model = build_model(name, n_features=64, n_outputs=3, n_frames=160)
     with pytest.raises(ConfigError, match="64 mels, 160 frames"):
         model(torch.randn(1, 64, 200))
+
+
+def test_every_network_declares_what_the_training_loop_needs():
+    """forward and penalty are declared by the Network base class, not left to convention: every
+    registered network is one, and one that lacks a penalty cannot be made."""
+    from merflow.models.network import Network
+
+    for name in models.registry.names(baseline=False):
+        network = build_model(name, n_features=128, n_outputs=3, n_frames=256)
+        assert isinstance(network, Network), name
+        assert network.penalty().shape == (), name
+
+    class NoPenalty(Network):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x
+
+    with pytest.raises(TypeError, match="penalty"):
+        NoPenalty()

@@ -18,12 +18,12 @@ from merflow import audio
 from merflow.cli import main
 from merflow.config import load_config, predict_job
 from merflow.errors import ConfigError, DatasetError
-from merflow.evaluation import predict as evaluate_part
 from merflow.export import CARD_FILE, MODEL_FILE, WEIGHTS_FILE, export
 from merflow.features.windows import n_windows
 from merflow.io import read_json, read_table
+from merflow.learn.evaluation import predict as evaluate_part
+from merflow.learn.sequences import chunk_starts
 from merflow.predict import find_audio, load_model
-from merflow.sequences import chunk_starts
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +157,7 @@ def test_the_export_holds_weights_statistics_card_and_no_pickle(tiny, exported):
 
 def test_the_export_carries_metrics_and_is_replaced_by_a_new_export(tiny, tmp_path):
     run = tiny / "runs/ridge"
-    from merflow.evaluation import evaluate
+    from merflow.learn.evaluation import evaluate
 
     evaluate(run, part="test")
     out = export(run, tmp_path / "model")

@@ -16,7 +16,7 @@ from workflow_utils import REPO, executed_jobs, run_snakemake
 
 from merflow import config as mfconfig
 from merflow.io import read_table
-from merflow.pretrained.fetch import is_cached
+from merflow.pretrained.cache import is_cached
 from merflow.reporting.published import is_malik_dataset
 
 PRESETS = {

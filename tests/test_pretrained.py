@@ -20,7 +20,7 @@ import torch
 from safetensors.numpy import load_file
 
 from merflow.pretrained import musicnn
-from merflow.pretrained.fetch import cached_card, weights_path
+from merflow.pretrained.cache import cached_card, weights_path
 from merflow.pretrained.tfbundle import (
     TABLE_MAGIC,
     CheckpointError,
@@ -309,7 +309,7 @@ def test_a_damaged_cache_says_fetch_again(tmp_path, monkeypatch):
 
 def test_the_cache_path_needs_no_torch():
     """The Snakefile asks for weight paths while it parses: that must not import torch."""
-    code = "import sys, merflow.pretrained.fetch as f; f.weights_path('MTT_musicnn'); "
+    code = "import sys, merflow.pretrained.cache as f; f.weights_path('MTT_musicnn'); "
     code += "assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
 

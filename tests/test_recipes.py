@@ -18,14 +18,15 @@ from test_training import (
 )
 from torch import nn
 
-from merflow import config, models, recipes
-from merflow.data import FrameClips, WindowedClips
+from merflow import config, models
 from merflow.errors import ConfigError
-from merflow.evaluation import evaluate
 from merflow.features.logmel import fit_frames
-from merflow.inference import CheckpointEnsemble, NetworkPredictor
 from merflow.io import read_json, read_table, write_table
-from merflow.recipe_pieces import (
+from merflow.learn import recipes
+from merflow.learn.data import FrameClips, WindowedClips
+from merflow.learn.evaluation import evaluate
+from merflow.learn.inference import NetworkPredictor
+from merflow.learn.recipe_pieces import (
     apply_gain,
     crop_start,
     eval_crop_starts,
@@ -36,8 +37,9 @@ from merflow.recipe_pieces import (
     select_rule,
     time_mask,
 )
-from merflow.recipes import TrainConfig
-from merflow.training import Progress, _advance, train
+from merflow.learn.recipes import TrainConfig
+from merflow.learn.training import Progress, _advance, train
+from merflow.models.network import CheckpointEnsemble
 
 FRAMES = 96
 CROP = 48

@@ -87,12 +87,13 @@ TOY_MODEL = """
 import torch
 from torch import nn
 
+from merflow.models.network import Network
 from merflow.models.options import POSITIVE_INT, Option
 
 OPTIONS = {"hidden": Option(4, POSITIVE_INT)}
 
 
-class Toy(nn.Module):
+class Toy(Network):
     def __init__(self, n_features, n_outputs, hidden):
         super().__init__()
         self.net = nn.Sequential(

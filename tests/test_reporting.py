@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 
 from merflow.errors import DatasetError
-from merflow.evaluation import classification_metrics, regression_metrics
 from merflow.io import write_json, write_table
+from merflow.learn.evaluation import classification_metrics, regression_metrics
 from merflow.reporting import aggregate, malik, report_index, velankar
 from merflow.reporting.context import ReportContext
 from merflow.reporting.render import Column, Table, to_latex, to_markdown

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from merflow import splits
-from merflow.data import read_split
 from merflow.errors import ConfigError, DatasetError
 from merflow.io import read_metadata, write_table
+from merflow.learn.data import read_split
 
 VELANKAR_CLASSES = ("devotional", "romantic", "sad")
 

@@ -144,7 +144,7 @@ def test_a_run_trained_by_merflow_is_read_while_training_and_when_done(tmp_path)
         if epoch == 2:
             raise KeyboardInterrupt
 
-    from merflow.training import train
+    from merflow.learn.training import train
 
     with pytest.raises(KeyboardInterrupt):
         train(results / run.path, config, on_epoch_end=stop_after_second_epoch)

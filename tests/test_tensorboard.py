@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from test_training import regression_config, write_regression_tables
 
-from merflow.tracking import TENSORBOARD_TAGS
-from merflow.training import train
+from merflow.learn.tracking import TENSORBOARD_TAGS
+from merflow.learn.training import train
 
 pytest.importorskip("tensorboard")
 from tensorboard.backend.event_processing.event_accumulator import (  # noqa: E402

@@ -12,16 +12,15 @@ import pyarrow as pa
 import pytest
 import torch
 
-from merflow.data import load_frames, load_windowed
 from merflow.devices import select_device
 from merflow.errors import DatasetError
-from merflow.evaluation import evaluate
 from merflow.io import read_json, read_table, write_table
-from merflow.recipes import TrainConfig
-from merflow.run_data import ZScore
-from merflow.sequences import chunk_starts, make_sequences
-from merflow.tracking import HISTORY_COLUMNS
-from merflow.training import Progress, _advance, train
+from merflow.learn.data import ZScore, load_frames, load_windowed
+from merflow.learn.evaluation import evaluate
+from merflow.learn.recipes import TrainConfig
+from merflow.learn.sequences import chunk_starts, make_sequences
+from merflow.learn.tracking import HISTORY_COLUMNS
+from merflow.learn.training import Progress, _advance, train
 
 N_FEATURES = 6
 FIRST_TARGET = 6  # like DEAM: the first windows of every clip carry no annotation
@@ -199,7 +198,7 @@ def test_zscore_of_frames_uses_valid_frames_only():
     features = np.zeros((2, 2, 4), dtype=np.float32)
     features[0] = [[1, 3, 99, 99], [0, 0, 99, 99]]  # two valid frames, then padding
     features[1] = [[5, 7, 9, 11], [2, 2, 2, 2]]
-    from merflow.data import FrameClips
+    from merflow.learn.data import FrameClips
 
     clips = FrameClips(["a", "b"], features, np.array([2, 4]), np.array([0, 1]), ["x", "y"])
     zscore = ZScore.fit_frames(clips)
@@ -335,7 +334,7 @@ def test_a_checkpoint_of_other_settings_is_not_resumed(regression_dir, tmp_path,
     train(tmp_path / "run", regression_config(regression_dir, epochs=1, lr=0.01))
     with caplog.at_level(logging.WARNING):
         result = train(tmp_path / "run", regression_config(regression_dir, epochs=2, lr=0.02))
-    assert "other settings" in caplog.text
+    assert "written before these changes: lr 0.01 -> 0.02; starting afresh" in caplog.text
     assert result["epochs_run"] == 2 and len(history(tmp_path / "run")) == 2
 
 
@@ -350,7 +349,8 @@ def test_a_checkpoint_of_another_network_is_not_resumed(regression_dir, tmp_path
     with caplog.at_level(logging.WARNING), pytest.MonkeyPatch.context() as patch:
         patch.setattr(options, "MALIK", changed)
         result = train(tmp_path / "run", regression_config(regression_dir, epochs=2))
-    assert "other settings" in caplog.text
+    old = filters.default
+    assert f"build.options.filters {old} -> {old + 1}; starting afresh" in caplog.text
     assert result["epochs_run"] == 2 and len(history(tmp_path / "run")) == 2
 
 

@@ -10,8 +10,8 @@ from merflow import features
 from merflow.datasets import synth
 from merflow.datasets.index import build_index
 from merflow.io import read_table, write_table
-from merflow.recipes import TrainConfig
-from merflow.training import train
+from merflow.learn.recipes import TrainConfig
+from merflow.learn.training import train
 
 LOGMEL = {"n_mels": 32, "n_frames": 192}  # 192 frames = 4.46 s: a 4 s synth clip is one segment
 CLASSES = ["energetic", "sad", "calm"]

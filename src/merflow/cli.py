@@ -83,6 +83,7 @@ def cmd_merge_features(args: argparse.Namespace) -> None:
 
 def cmd_provided_features(args: argparse.Namespace) -> None:
     from merflow.datasets.deam import read_provided_features
+    from merflow.features.windows import WINDOW_S
     from merflow.io import write_table
     from merflow.tables import quarantine_table, read_frame
 
@@ -93,7 +94,7 @@ def cmd_provided_features(args: argparse.Namespace) -> None:
         "feature": "deam_opensmile",
         "params": {"source": "DEAM features/<song_id>.csv"},
         "columns": columns,
-        "window_s": 0.5,  # MediaEval's annotation rate
+        "window_s": WINDOW_S,  # MediaEval's annotation rate
         "sample_rate": None,
     }
     write_table(table, args.out, metadata=metadata, row_group_size=50 * 90)
@@ -132,8 +133,8 @@ def cmd_splits(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from merflow.recipes import TrainConfig
-    from merflow.training import train
+    from merflow.learn.recipes import TrainConfig
+    from merflow.learn.training import train
 
     config = TrainConfig.from_dict(
         {
@@ -155,7 +156,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from merflow.evaluation import evaluate
+    from merflow.learn.evaluation import evaluate
 
     paths = {
         "features_path": args.features,

@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from types import ModuleType
 
+from merflow import __version__
+
 DESCRIPTION = (
     "Music emotion recognition from raw audio to the result tables of two papers. Every stage "
     "of the Snakemake workflow is a subcommand here (the rules call them); predict and export "
@@ -52,8 +54,7 @@ class _Version(argparse.Action):
 
 
 def version() -> str:
-    from merflow import __version__
-    from merflow.provenance import git_revision
+    from merflow.provenance import git_revision  # pandas, via io: only --version needs it
 
     git = git_revision() or {}
     revision = git.get("commit", "")[:12] + (" with local changes" if git.get("dirty") else "")

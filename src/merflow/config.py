@@ -1,24 +1,23 @@
 """The workflow configuration: loading, validation with one clear message, and the run grid.
 
-The JSON schema in ``workflow/schemas/config.schema.yaml`` says what each key may hold; this module
-turns a schema violation into one sentence that names the key and what is allowed, adds the checks a
-schema cannot express (an experiment naming an undefined dataset, a model fed the wrong kind of
-feature, a dataset folder that does not exist), and expands experiments into the grid of training
-runs that the Snakemake rules (and the CLI) iterate over.
+The JSON schema (:mod:`merflow.schema`: ``src/merflow/config.schema.yaml``) says what each key may
+hold, and a violation is one sentence that names the key and what is allowed; this module adds
+the checks a schema cannot express (an experiment naming an undefined dataset, a model fed the
+wrong kind of feature, a dataset folder that does not exist), and expands experiments into the
+grid of training runs that the Snakemake rules (and the CLI) iterate over.
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
-import re
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
 
+from merflow import splits
 from merflow.datasets import ADAPTERS
 from merflow.errors import ConfigError
 from merflow.features.registry import (
@@ -27,34 +26,14 @@ from merflow.features.registry import (
     imported,
     require_installed,
     resolve_params,
+    weights_needed,
 )
+from merflow.features.windows import WINDOW_S
+from merflow.learn import recipes
 from merflow.models.registry import MODELS
+from merflow.pretrained.cache import is_cached
 from merflow.runs import NO_SEQ_LEN, Run
-
-SCHEMA_FILE = "config.schema.yaml"  # package data: it ships with merflow
-
-
-def load_schema() -> dict:
-    """The config schema, with the names the registries hold filled in: the models, features
-    and adapters an experiment or dataset may name, and the sections of ``features:``."""
-    schema = yaml.safe_load(resources.files("merflow").joinpath(SCHEMA_FILE).read_text())
-    experiment = schema["properties"]["experiments"]["additionalProperties"]["properties"]
-    experiment["models"]["items"] = {"enum": list(MODELS)}
-    experiment["features"]["items"] = {"enum": list(FEATURES)}
-    schema["properties"]["datasets"]["additionalProperties"]["properties"]["adapter"] = {
-        "enum": list(ADAPTERS)
-    }
-    sections = schema["properties"]["features"]["properties"]
-    sections.update({name: {"type": "object"} for name in configurable()})
-    return schema
-
-
-def schema_defaults(*path: str) -> dict[str, Any]:
-    """The defaults the schema gives the keys of the object at ``path`` (one source for each)."""
-    node = load_schema()
-    for key in path:
-        node = node["properties"][key] if key != "*" else node["additionalProperties"]
-    return {k: v["default"] for k, v in node["properties"].items() if "default" in v}
+from merflow.schema import describe_schema_error, load_schema, schema_defaults
 
 
 def load_config(path: str | Path, overrides: dict | None = None) -> dict:
@@ -75,62 +54,10 @@ def validate(config: dict, schema: dict | None = None) -> dict:
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
-        raise ConfigError(_describe_schema_error(errors[0], len(errors)))
+        raise ConfigError(describe_schema_error(errors[0], len(errors)))
     _fill_defaults(config, schema)
     _check_semantics(config)
     return config
-
-
-def check_train_settings(values: dict[str, Any]) -> None:
-    """Check a run's settings (``merflow train``'s JSON, or a recorded run) by the schema's rules
-    for an experiment's ``train:`` keys and ``seq_len``: the same rules as the workflow's."""
-    experiment = load_schema()["properties"]["experiments"]["additionalProperties"]
-    rules = experiment["properties"]["train"]["properties"]
-    schema = {
-        "type": "object",
-        "properties": {**rules, "seq_len": {**experiment["properties"]["seq_len"]["items"]}},
-    }
-    settings = {k: v for k, v in values.items() if k in schema["properties"]}
-    if settings.get("seq_len") is None:
-        settings.pop("seq_len", None)  # whole clips
-    errors = list(jsonschema.Draft202012Validator(schema).iter_errors(settings))
-    if errors:
-        raise ConfigError(_describe_schema_error(errors[0], len(errors), "training setting"))
-
-
-def _describe_schema_error(
-    error: jsonschema.ValidationError, n_errors: int, what: str = "config error"
-) -> str:
-    key = ".".join(str(p) for p in error.absolute_path) or "(top level)"
-    if error.validator == "additionalProperties":
-        allowed = sorted(error.schema.get("properties", {}))
-        extra = sorted(set(error.instance) - set(allowed))
-        where = f"under '{key}'" if error.absolute_path else "at the top level"
-        detail = f"unknown key {', '.join(map(repr, extra))} {where}"
-        if allowed:
-            detail += f"; allowed keys: {', '.join(allowed)}"
-    elif error.validator == "enum":
-        allowed = ", ".join(repr(v) for v in error.validator_value)
-        detail = f"'{key}' is {error.instance!r}; allowed values: {allowed}"
-    elif error.validator == "pattern" and list(error.relative_schema_path)[-2:] == [
-        "propertyNames",
-        "pattern",
-    ]:
-        detail = (
-            f"the name {error.instance!r} under '{key}' cannot be used in file paths and rule "
-            "wildcards; use only letters, digits, '_' and '-' (e.g. "
-            f"{_safe_name(error.instance)!r})"
-        )
-    elif error.validator == "required":
-        detail = f"{error.message} (in '{key}')"
-    else:
-        detail = f"'{key}': {error.message}"
-    more = f" ({n_errors - 1} more problem(s) after this one)" if n_errors > 1 else ""
-    return f"{what}: {detail}{more}"
-
-
-def _safe_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_") or "name"
 
 
 def _fill_defaults(config: dict, schema: dict) -> None:
@@ -165,11 +92,8 @@ def _check_semantics(config: dict) -> None:
                 f"config error: experiment '{name}' trains {', '.join(sequence_models)} but sets "
                 "no 'seq_len' (a list of sequence lengths in 500 ms windows, e.g. [10, 20, 30, 60])"
             )
-        trains_frame_network = any(
-            "frames" in MODELS[m].inputs and not MODELS[m].baseline for m in exp["models"]
-        )
-        if "logmel" in exp["features"] and trains_frame_network:
-            _check_input_frames(config, name)
+        _check_windows(config, name, exp)
+        _check_input_frames(config, name, exp)
     for name, spec in datasets.items():
         check_dataset_root(name, spec)
     for name in config.get("predict", {}):
@@ -222,16 +146,41 @@ def _check_import_path(config: dict, experiment: str, feature: str) -> None:
         )
 
 
-def _check_input_frames(config: dict, experiment: str) -> None:
-    """A frame model's input must fit in the stored log-mel matrix: say so before any job runs."""
+def _features_of_kind(exp: dict, kind: str) -> list[str]:
+    """The experiment's features of ``kind`` that have parameters (a ``features:`` section)."""
+    return [f for f in exp["features"] if FEATURES[f].kind == kind and f in configurable()]
+
+
+def _check_windows(config: dict, experiment: str, exp: dict) -> None:
+    """Windowed features meet the targets window by window: the targets sit on the
+    ``WINDOW_S`` grid (docs/tables.md), so a feature's windows must be that long, or most
+    targets would find no window."""
+    for feature in _features_of_kind(exp, "windows"):
+        window = feature_params(config, feature).get("window_s", WINDOW_S)
+        if window != WINDOW_S:
+            raise ConfigError(
+                f"config error: experiment '{experiment}' learns the {WINDOW_S:g} s targets of "
+                f"dataset '{exp['dataset']}' from feature '{feature}', whose "
+                f"'features.{feature}.window_s' is {window:g}; the targets cannot be aligned to "
+                f"it: set it to {WINDOW_S:g} (the default)"
+            )
+
+
+def _check_input_frames(config: dict, experiment: str, exp: dict) -> None:
+    """A frame network's input must fit in the stored matrix of every frame-level feature it
+    trains on: say so before any job runs."""
+    if not any("frames" in MODELS[m].inputs and not MODELS[m].baseline for m in exp["models"]):
+        return
     wanted = train_settings(config, experiment).get("input_frames")
-    stored = feature_params(config, "logmel")["n_frames"]
-    if wanted and wanted > stored:
-        raise ConfigError(
-            f"config error: experiment '{experiment}' trains on {wanted}-frame inputs "
-            f"('input_frames'), but 'features.logmel.n_frames' stores {stored}; raise n_frames "
-            f"or set 'experiments.{experiment}.train.input_frames' to at most {stored}"
-        )
+    for feature in _features_of_kind(exp, "frames"):
+        stored = feature_params(config, feature).get("n_frames")
+        if wanted and stored and wanted > stored:
+            raise ConfigError(
+                f"config error: experiment '{experiment}' trains on {wanted}-frame inputs "
+                f"('input_frames'), but 'features.{feature}.n_frames' stores {stored}; raise "
+                f"n_frames or set 'experiments.{experiment}.train.input_frames' to at most "
+                f"{stored}"
+            )
 
 
 def pairs(exp: dict) -> list[tuple[str, str]]:
@@ -267,9 +216,6 @@ def _check_pairs(experiment: str, exp: dict) -> None:
 def experiments_lacking_weights(config: dict) -> dict[str, list[str]]:
     """Experiments marked ``skip_without_weights`` whose features need pretrained weights that
     are not cached: name -> the missing models."""
-    from merflow.features.registry import weights_needed
-    from merflow.pretrained.fetch import is_cached
-
     lacking = {}
     for name, exp in config["experiments"].items():
         if not exp.get("skip_without_weights"):
@@ -329,23 +275,6 @@ def dataset_spec(config: dict, name: str) -> dict:
     return spec
 
 
-SYNTH_KEYS = ("n_clips", "duration_s", "sample_rate", "n_classes", "clips_per_song", "seed")
-
-
-def synth_settings(given: dict[str, Any]) -> dict[str, Any]:
-    """The synthetic dataset's parameters: the schema's defaults under ``given``, checked by the
-    schema (for the workflow, ``merflow synth`` and :func:`merflow.datasets.synth.generate`)."""
-    entry = load_schema()["properties"]["datasets"]["additionalProperties"]["properties"]
-    settings = {k: entry[k]["default"] for k in SYNTH_KEYS} | {
-        k: v for k, v in given.items() if k in SYNTH_KEYS
-    }
-    schema = {"type": "object", "properties": {k: entry[k] for k in SYNTH_KEYS}}
-    errors = list(jsonschema.Draft202012Validator(schema).iter_errors(settings))
-    if errors:
-        raise ConfigError(_describe_schema_error(errors[0], len(errors), "synth"))
-    return settings
-
-
 def split_settings(experiment: dict) -> dict:
     """The split keys of an experiment with their defaults (the schema's)."""
     return _split_defaults() | experiment.get("split", {})
@@ -353,10 +282,8 @@ def split_settings(experiment: dict) -> dict:
 
 def experiment_split_ids(experiment: dict) -> list[str]:
     """The ids of an experiment's splits, known before any data exists."""
-    from merflow.splits import split_ids
-
     s = split_settings(experiment)
-    return split_ids(s["method"], s["seed"], s["n_folds"], s.get("repeats", 1))
+    return splits.split_ids(s["method"], s["seed"], s["n_folds"], s.get("repeats", 1))
 
 
 @functools.cache
@@ -383,9 +310,8 @@ def _seeds_for(model: str, seeds: list[int]) -> list[int]:
 
 
 def train_settings(config: dict, experiment: str) -> dict:
-    """The experiment's recipe defaults (merflow.recipes) under its ``train:`` overrides."""
-    from merflow import recipes
-
+    """The experiment's recipe defaults (:mod:`merflow.learn.recipes`) under its ``train:``
+    overrides."""
     exp = config["experiments"][experiment]
     tasks = {MODELS[m].task for m in exp["models"]}
     task = "regression" if tasks == {"regression"} else "classification"

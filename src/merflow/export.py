@@ -24,13 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from merflow import models
-from merflow.data import TARGET_NAMES, read_split
 from merflow.errors import DatasetError
-from merflow.inference import PREDICTION_BATCH_FACTOR, network_from_checkpoint
+from merflow.features.windows import WINDOW_S
 from merflow.io import atomic_dir, read_json, write_json
+from merflow.learn.data import TARGET_NAMES, ZScore, read_split
+from merflow.learn.inference import PREDICTION_BATCH_FACTOR, network_from_checkpoint
+from merflow.learn.recipes import TrainConfig
 from merflow.provenance import package_versions
-from merflow.recipes import TrainConfig
-from merflow.run_data import ZScore
 from merflow.runs import (
     BASELINE_FILE,
     BEST_FILE,
@@ -56,7 +56,7 @@ def run_spec(run_dir: str | os.PathLike) -> dict[str, Any]:
 
     Keys: ``model``, ``task``, ``baseline``, ``feature``, ``feature_params``, ``feature_columns``,
     ``outputs`` (arousal/valence, or the class names in label order), ``seq_len``, ``batch_size``,
-    ``prediction`` (the keyword options of :class:`~merflow.training.NetworkPredictor`).
+    ``prediction`` (the keyword options of :class:`~merflow.learn.inference.NetworkPredictor`).
     """
     run_dir = Path(run_dir)
     record = read_record(run_dir)
@@ -263,7 +263,7 @@ def model_card(spec: dict[str, Any], data: dict[str, Any]) -> str:
 
 def _task_line(spec: dict) -> str:
     if spec["task"] == "regression":
-        window = spec["feature_params"].get("window_s", 0.5)
+        window = spec["feature_params"].get("window_s", WINDOW_S)
         return f"Regression: arousal and valence in [-1, 1] every {window:g} s of a song."
     classes = ", ".join(f"`{c}`" for c in spec["outputs"])
     return f"Classification into {len(spec['outputs'])} emotion classes: {classes}."

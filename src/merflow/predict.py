@@ -6,7 +6,7 @@ the very parameters of its feature table, z-scores it with the training statisti
 
 * regression (Malik models, ``mean``/``ridge``): arousal and valence for every 500 ms window of
   the whole song, whatever its length -- cut into the run's ``seq_len`` chunks and stitched back
-  as evaluation does (:class:`~merflow.training.NetworkPredictor`) -- and their song means;
+  as evaluation does (:class:`~merflow.learn.inference.NetworkPredictor`) -- and their song means;
 * classification (Velankar models, ``majority``/``logistic``): class probabilities per segment of
   the model's input length (``n_frames`` log-mel frames: 640 = 14.9 s at Velankar's settings) and
   the song's vote, the mean of the segments' probabilities. Segments follow one another from the
@@ -43,18 +43,19 @@ import numpy as np
 import pandas as pd
 import torch
 
-from merflow import audio, baselines, models
+from merflow import audio, models
 from merflow.errors import AudioError, ConfigError, DatasetError
 from merflow.export import FORMAT, MODEL_FILE, WEIGHTS_FILE, run_spec
 from merflow.features.clip import DecodedClip
 from merflow.features.registry import FEATURES, columns, computed, resolve_params
 from merflow.features.windows import window_end_times
-from merflow.inference import NetworkPredictor, load_predictor
 from merflow.io import atomic_path, read_json, write_json, write_table
+from merflow.learn import baselines
+from merflow.learn.data import ZScore
+from merflow.learn.inference import NetworkPredictor, load_predictor
+from merflow.learn.sequences import chunk_starts
 from merflow.provenance import package_versions
-from merflow.run_data import ZScore
 from merflow.runs import BASELINE_FILE, NORM_FILE, RETRAIN, RUN_FILE, RunFileError, damaged
-from merflow.sequences import chunk_starts
 
 log = logging.getLogger(__name__)
 

@@ -45,8 +45,8 @@ elif kind == "json":
     write_json({"rmse": [0.5] * 5000, "version": "new"}, target)
 else:
     import torch
-    from merflow.training import _save_atomic
-    _save_atomic({"model": {"w": torch.ones(5000)}, "progress": {"epoch": 9}}, Path(target))
+    from merflow.learn.checkpoints import save_atomic
+    save_atomic({"model": {"w": torch.ones(5000)}, "progress": {"epoch": 9}}, Path(target))
 """
 
 OLD = {

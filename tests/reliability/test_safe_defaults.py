@@ -20,13 +20,13 @@ import torch
 from _fixtures_labels import path_outside_root, song_id_leading_outside_root, write_wav
 from workflow_utils import run_snakemake
 
-from merflow import baselines
 from merflow.datasets.index import build_index
 from merflow.errors import MerflowError
-from merflow.inference import load_predictor
 from merflow.io import read_table, write_json
-from merflow.run_data import ZScore
-from merflow.training import _resume
+from merflow.learn import baselines
+from merflow.learn.checkpoints import resume
+from merflow.learn.data import ZScore
+from merflow.learn.inference import load_predictor
 
 
 class Payload:
@@ -65,7 +65,7 @@ def test_a_best_checkpoint_with_a_pickled_object_is_refused(tmp_path):
 def test_a_last_checkpoint_with_a_pickled_object_is_set_aside_unread(tmp_path, caplog):
     last = malicious_checkpoint(tmp_path / "last.pt", tmp_path / "marker")
     torch.save({}, tmp_path / "best.pt")
-    progress, kept = _resume(last, {"data": "data"}, None, None, None, torch.device("cpu"))
+    progress, kept = resume(last, {"data": "data"}, None, None, None, torch.device("cpu"))
     assert progress.epoch == 0 and kept == {}  # a fresh start: nothing of it was used
     assert not last.exists() and (tmp_path / "last.pt.damaged").is_file()
     assert "weights_only" in caplog.text and "starting afresh" in caplog.text

@@ -12,11 +12,12 @@ from snakemake.settings.types import DeploymentMethod
 
 from merflow import config as mfconfig
 from merflow import runs as mfruns
+from merflow import schema as mfschema
 from merflow.audio import SUPPORTED_SUFFIXES
 from merflow.errors import ConfigError
 from merflow.features import registry as features
 from merflow.models import registry as models
-from merflow.pretrained import fetch as mfpretrained
+from merflow.pretrained import cache as mfpretrained
 
 try:
     mfconfig.validate(config)
@@ -95,7 +96,7 @@ def dataset_root(wildcards):
 
 
 def synth_spec(wildcards):
-    return mfconfig.synth_settings(config["datasets"][wildcards.dataset])
+    return mfschema.synth_settings(config["datasets"][wildcards.dataset])
 
 
 def shard_lists():

@@ -48,6 +48,7 @@ from merflow.datasets.base import RawIndex, numbers_or_text
 from merflow.datasets.folder import audio_files
 from merflow.datasets.manifest import read_csv_table
 from merflow.errors import DatasetError
+from merflow.features.windows import WINDOW_S
 
 ANNOTATION_HOMES = (".", "DEAM_Annotations")
 DYNAMIC_FILES = {
@@ -64,7 +65,6 @@ SONG_INFO_FILES = (
 )
 FEATURE_DIRS = ("features", "DEAM_features/features", "DEAM_features")
 EVALUATION_2015 = range(2001, 2059)
-PROVIDED_WINDOW_S = 0.5
 SAMPLE_COLUMN = re.compile(r"sample_(\d+(?:\.\d+)?)ms")
 
 
@@ -282,18 +282,18 @@ def _provided_feature_file(path: Path, song_id: str) -> pd.DataFrame:
     if "frameTime" not in raw.columns or raw.shape[1] < 2 or raw.empty:
         raise DatasetError(f"{path}: expected a ';'-separated table with frameTime and features")
     start = raw["frameTime"].to_numpy(np.float64)
-    expected = np.arange(len(start)) * PROVIDED_WINDOW_S + start[0]
-    steps = start / PROVIDED_WINDOW_S
+    expected = np.arange(len(start)) * WINDOW_S + start[0]
+    steps = start / WINDOW_S
     if not (np.allclose(start, expected, atol=1e-6) and np.allclose(steps, np.round(steps))):
         raise DatasetError(
-            f"{path}: frameTime is not a 0.5 s grid (0, 0.5, 1.0, ...); these are not DEAM's "
-            "500 ms features"
+            f"{path}: frameTime is not a {WINDOW_S:g} s grid (0, {WINDOW_S:g}, {2 * WINDOW_S:g}, "
+            "...); these are not DEAM's 500 ms features"
         )
     features = raw.drop(columns="frameTime").apply(pd.to_numeric, errors="coerce")
     if features.isna().any().any():
         column = features.columns[features.isna().any()][0]
         raise DatasetError(f"{path}: column {column!r} holds empty or non-numeric values")
     table = features.astype(np.float32)
-    table.insert(0, "t", np.round(steps + 1) * PROVIDED_WINDOW_S)
+    table.insert(0, "t", np.round(steps + 1) * WINDOW_S)
     table.insert(0, "clip_id", song_id)
     return table

@@ -1,11 +1,14 @@
 """The feature stage: decoded audio -> Parquet feature tables (docs/tables.md).
 
-Three features, computed from one decode of each clip:
+The features are the entries of :data:`.registry.FEATURES`, the only list of them; those
+computed from audio share one decode of each clip. Among them:
 
 * ``logmel`` -- frame-level log-mel spectrogram of fixed size (Velankar), :mod:`.logmel`;
 * ``logmel_500ms`` -- log mel-band energies pooled over 500 ms windows (Malik), :mod:`.logmel`;
 * ``compare_500ms`` -- openSMILE ComParE_2016 LLDs + deltas, mean and std per 500 ms: the 260
-  MediaEval baseline features, :mod:`.compare`.
+  MediaEval baseline features, :mod:`.compare`;
+* ``musicnn``, ``musicnn_500ms`` -- embeddings of a pretrained tagger, :mod:`.musicnn`; a user's
+  own embeddings, :mod:`.imported`; DEAM's provided features, :mod:`.provided`.
 
 The window convention is :mod:`.windows`; the registry of features and their parameters
 :mod:`.registry`; shard extraction :mod:`.extract`; table layout and merge :mod:`.tables`

@@ -31,7 +31,7 @@ from merflow.errors import MerflowError
 from merflow.features import params as check
 from merflow.features.clip import DecodedClip
 from merflow.features.spec import FeatureSpec
-from merflow.features.windows import min_samples, n_windows, pool_windows, pooled_names
+from merflow.features.windows import WINDOW_S, min_samples, n_windows, pool_windows, pooled_names
 
 if TYPE_CHECKING:
     import opensmile
@@ -84,7 +84,7 @@ FUNCTIONALS_DEFAULTS: dict[str, Any] = {"sample_rate": 22050, "feature_set": "Co
 
 COMPARE_DEFAULTS: dict[str, Any] = {
     "sample_rate": 22050,
-    "window_s": 0.5,
+    "window_s": WINDOW_S,
     "stats": ["mean", "std"],
 }
 

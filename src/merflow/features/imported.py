@@ -22,7 +22,9 @@ import pandas as pd
 from merflow.errors import DatasetError
 from merflow.features import params as check
 from merflow.features.spec import FeatureSpec
-from merflow.features.windows import window_end_times
+from merflow.features.windows import WINDOW_S, window_end_times
+from merflow.io import read_table, write_table
+from merflow.tables import quarantine_table, read_frame
 
 log = logging.getLogger(__name__)
 GRID_TOLERANCE_S = 1e-3
@@ -54,15 +56,11 @@ def import_embeddings(
 ) -> int:
     """Write the embeddings of the indexed clips as feature ``name``'s table, and the clips
     without one as its quarantine table; return the number of clips imported."""
-    from merflow.features.registry import FEATURES
-    from merflow.io import write_table
-    from merflow.tables import quarantine_table, read_frame
-
-    kind = FEATURES[name].kind
+    kind = {spec.name: spec for spec in (EMBEDDINGS, EMBEDDINGS_500MS)}[name].kind
     windowed = kind == "windows"
     clip_ids = read_frame(clips_path, "clips", ["clip_id"])["clip_id"].astype(str).tolist()
     frame, columns, missing = read_embeddings(
-        params["path"], clip_ids, windowed, params.get("window_s", 0.5)
+        params["path"], clip_ids, windowed, params.get("window_s", WINDOW_S)
     )
     metadata = {"feature": name, "kind": kind, "params": params, "columns": columns}
     if windowed:
@@ -73,7 +71,7 @@ def import_embeddings(
 
 
 def read_embeddings(
-    path: str | Path, clip_ids: list[str], windowed: bool, window_s: float = 0.5
+    path: str | Path, clip_ids: list[str], windowed: bool, window_s: float = WINDOW_S
 ) -> tuple[pd.DataFrame, list[str], list[dict]]:
     """``(table, column names, quarantine rows)``: the embeddings of the indexed ``clip_ids``
     as merflow's feature table layout (``clip_id`` [, ``t``] + float32 columns)."""
@@ -105,8 +103,6 @@ def read_embeddings(
 
 
 def _from_parquet(path: Path) -> pd.DataFrame:
-    from merflow.io import read_table
-
     try:
         frame = read_table(path)
     except Exception as exc:  # pyarrow's several error types all mean the same here
@@ -183,7 +179,7 @@ EMBEDDINGS_500MS = FeatureSpec(
     name="embeddings_500ms",
     kind="windows",
     label="imported embedding per 500 ms",
-    defaults={"path": None, "window_s": 0.5},
+    defaults={"path": None, "window_s": WINDOW_S},
     check=check_embeddings_500ms,
     provided_by="import",
     description="your own embeddings per 500 ms window, validated against the index",

@@ -29,7 +29,7 @@ from merflow.errors import ConfigError
 from merflow.features import params as check
 from merflow.features.clip import DecodedClip
 from merflow.features.spec import FeatureSpec
-from merflow.features.windows import min_samples, n_windows, pool_windows, pooled_names
+from merflow.features.windows import WINDOW_S, min_samples, n_windows, pool_windows, pooled_names
 
 AMIN = 1e-10
 DB_FLOOR = float(10 * np.log10(AMIN))  # -100 dB: power_to_db of zero power
@@ -55,7 +55,7 @@ LOGMEL_DEFAULTS: dict[str, Any] = {
 LOGMEL_500MS_DEFAULTS: dict[str, Any] = {
     **_SPECTROGRAM_DEFAULTS,
     "n_mels": 64,
-    "window_s": 0.5,
+    "window_s": WINDOW_S,
     "stats": ["mean"],
 }
 

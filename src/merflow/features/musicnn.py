@@ -30,8 +30,8 @@ import numpy as np
 from merflow.features import params as check
 from merflow.features.clip import DecodedClip
 from merflow.features.spec import FeatureSpec
-from merflow.features.windows import STATS, n_windows, pooled_names
-from merflow.pretrained.fetch import MODELS
+from merflow.features.windows import STATS, WINDOW_S, n_windows, pooled_names
+from merflow.pretrained.cache import MODELS
 
 SAMPLE_RATE = 16000  # musicnn's input rate
 LAYERS = {"penultimate": 200, "mean_pool": 753, "max_pool": 753, "taggram": 50}
@@ -39,7 +39,11 @@ PATCH_S = 3.0
 
 _COMMON: dict[str, Any] = {"model": "MSD_musicnn", "layer": "penultimate", "sample_rate": 16000}
 MUSICNN_DEFAULTS: dict[str, Any] = {**_COMMON, "stats": ["mean", "std"]}
-MUSICNN_500MS_DEFAULTS: dict[str, Any] = {**_COMMON, "window_s": 0.5}
+MUSICNN_500MS_DEFAULTS: dict[str, Any] = {**_COMMON, "window_s": WINDOW_S}
+
+
+# The network (merflow.pretrained.musicnn) and the device choice import torch: this module is
+# imported with the registry while the Snakefile parses, so the functions that run it do.
 
 
 def compute_musicnn(clip: DecodedClip, params: dict[str, Any]) -> np.ndarray:

@@ -1,7 +1,8 @@
 """The models merflow trains: the registry (:mod:`.registry`), and building networks from it.
 
 Training code never imports a model class: it calls :func:`build_model` with the sizes of its data
-and the user's options, then trains ``model(x)`` against the targets plus ``model.penalty()``.
+and the user's options, then trains ``model(x)`` against the targets plus ``model.penalty()``,
+which every network declares by deriving from :class:`merflow.models.network.Network`.
 
 =====================  ==============  =========  ==========================================
 name                   task            input      output
@@ -21,15 +22,18 @@ reads the registry at parse time).
 from __future__ import annotations
 
 import numbers
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from merflow.errors import ConfigError
 from merflow.models.registry import MODELS, ModelSpec, spec
 
+if TYPE_CHECKING:
+    from merflow.models.network import Network
+
 
 def build_model(
     name: str, *, n_features: int, n_outputs: int, n_frames: int | None = None, **options
-) -> Any:
+) -> Network:
     """Build network ``name`` for ``n_features`` inputs per step (features or mel bands) and
     ``n_outputs`` outputs (2 for arousal/valence, or the number of classes).
 
@@ -39,9 +43,13 @@ def build_model(
     declaration (:mod:`merflow.models.options`) refuses, raises
     :class:`~merflow.errors.ConfigError` naming what is allowed.
     """
+    from merflow.models.network import Network  # torch: importing the package must not need it
+
     model = spec(name)
     if model.baseline:
-        raise ConfigError(f"{name} is a baseline: it is fitted, not built (merflow.baselines)")
+        raise ConfigError(
+            f"{name} is a baseline: it is fitted, not built (merflow.learn.baselines)"
+        )
     resolved = model.check_options(options)
     sizes = {
         "n_features": _size("n_features", n_features),
@@ -49,19 +57,22 @@ def build_model(
     }
     if "frames" in model.inputs:
         sizes["n_frames"] = None if n_frames is None else _size("n_frames", n_frames)
-    return model.builder()(**sizes, **resolved)
+    network = model.builder()(**sizes, **resolved)
+    if not isinstance(network, Network):
+        raise TypeError(f"{model.build} built a {type(network).__name__}, not a Network")
+    return network
 
 
-def build_from_record(build: dict) -> Any:
+def build_from_record(build: dict) -> Network:
     """The network that stored build arguments describe: ``name``, ``options`` and the sizes of
     :func:`build_model`, and ``members`` (default 1) for a checkpoint ensemble
-    (:class:`merflow.inference.CheckpointEnsemble`)."""
+    (:class:`merflow.models.network.CheckpointEnsemble`)."""
     args = dict(build)
     name, options, members = args.pop("name"), args.pop("options"), args.pop("members", 1)
     networks = [build_model(name, **options, **args) for _ in range(members)]
     if members == 1:
         return networks[0]
-    from merflow.inference import CheckpointEnsemble
+    from merflow.models.network import CheckpointEnsemble  # torch, as in build_model
 
     return CheckpointEnsemble(networks, spec(name).task)
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from merflow.models.network import Network
 
-class MLPHead(nn.Module):
+
+class MLPHead(Network):
     def __init__(self, n_features: int, n_outputs: int, hidden: int, dropout: float):
         super().__init__()
         self.layers = nn.Sequential(

@@ -61,6 +61,7 @@ from torch import nn
 
 from merflow.errors import ConfigError
 from merflow.models.blocks import Maxout, SequenceDropout, elastic_net, keras_init_
+from merflow.models.network import Network
 
 # Section 3.5: the log-mel network keeps "the exact configuration ... with only the dropout changed
 # to 0.75". Training merges this under the user's model_options for the feature it trains on.
@@ -117,7 +118,7 @@ class RecurrentBranch(nn.Module):
         return self.maxout(z)
 
 
-class MalikCRNN(nn.Module):
+class MalikCRNN(Network):
     """The stacked CNN-RNN of Malik et al. 2017; ``branched=False`` gives CRNN_NB.
 
     With ``branched=True`` there is one :class:`RecurrentBranch` per output (arousal, valence);

@@ -8,7 +8,7 @@ and the builders, so a wrong option stops a dry run with the same sentence a job
 This module imports neither torch nor scikit-learn: the Snakefile reads it at parse time. Why
 each network's defaults are what they are is in the network's module docstring
 (:mod:`merflow.models.malik`, :mod:`merflow.models.velankar`); the baselines' in
-:mod:`merflow.baselines`.
+:mod:`merflow.learn.baselines`.
 """
 
 from __future__ import annotations

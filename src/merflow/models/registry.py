@@ -84,7 +84,7 @@ def catalog(*specs: ModelSpec) -> dict[str, ModelSpec]:
 
 MALIK = "merflow.models.malik"
 VELANKAR = "merflow.models.velankar"
-BASELINES = "merflow.baselines"
+BASELINES = "merflow.learn.baselines"
 OPTIONS = "merflow.models.options"
 
 MODELS: dict[str, ModelSpec] = catalog(

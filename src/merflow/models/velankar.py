@@ -53,9 +53,10 @@ from merflow.models.blocks import (
     keras_init_,
     last_states,
 )
+from merflow.models.network import Network
 
 
-class VelankarCRNN(nn.Module):
+class VelankarCRNN(Network):
     """Conv1D blocks over time -> LSTM -> dense -> class logits (the paper's Figure 3)."""
 
     def __init__(
@@ -115,7 +116,7 @@ class VelankarCRNN(nn.Module):
         return _l2(kernels, self.l2)
 
 
-class VelankarParallel(nn.Module):
+class VelankarParallel(Network):
     """A 2D CNN branch and a recurrent branch side by side -> dense -> logits (Figure 4)."""
 
     def __init__(

@@ -3,15 +3,14 @@
 The musicnn 0.1.0 wheel on PyPI (ISC licence, Pons & Serra 2019) ships its trained taggers as
 TensorFlow 1 checkpoints. The wheel is fetched with the ordinary client (``pip download``) or
 taken from a path the user gives (a cluster without network), its sha256 is checked, and each
-model is converted to safetensors in the cache (:func:`cache_dir`), with a JSON card saying where
-the weights came from. Nothing is fetched from a model hub, and the package is never installed
-(it pins numpy < 1.17).
+model is converted to safetensors in the cache (:mod:`merflow.pretrained.cache`), with a JSON
+card saying where the weights came from. Nothing is fetched from a model hub, and the package is
+never installed (it pins numpy < 1.17).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import subprocess
@@ -22,49 +21,29 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from merflow import __version__
-from merflow.errors import ConfigError, MerflowError
+from merflow.errors import MerflowError
 from merflow.io import write_json
+from merflow.pretrained.cache import CARD, MODELS, cached_card, is_cached, weights_path
+from merflow.pretrained.musicnn import TAGS, convert_checkpoint
 
 log = logging.getLogger(__name__)
 
 PACKAGE = "musicnn==0.1.0"
 WHEEL = "musicnn-0.1.0-py3-none-any.whl"
 SHA256 = "f38a4890c648c1ddbb141c5d96d2b0a8cfcd36746002d896989f7b88beb65cfa"
-CARD = "card.json"
 FIX = (
     "on a machine without network, download it elsewhere (pip download --no-deps musicnn==0.1.0) "
     "and run: merflow pretrained fetch musicnn --wheel PATH"
 )
 
 
-MODELS = ("MSD_musicnn", "MTT_musicnn")  # the taggers in the wheel
-
-
 class FetchError(MerflowError):
     """The weights could not be fetched or are not the expected ones."""
-
-
-def cache_dir() -> Path:
-    """``$MERFLOW_CACHE``, else the user's cache folder (``~/.cache/merflow``)."""
-    return Path(os.environ.get("MERFLOW_CACHE") or Path.home() / ".cache" / "merflow")
-
-
-def weights_path(model: str) -> Path:
-    """``$MERFLOW_CACHE/musicnn/<model>.safetensors`` (cache default: ~/.cache/merflow)."""
-    if model not in MODELS:
-        raise ConfigError(f"unknown musicnn model {model!r}: choose one of {', '.join(MODELS)}")
-    return cache_dir() / "musicnn" / f"{model}.safetensors"
-
-
-def is_cached(model: str) -> bool:
-    return weights_path(model).is_file()
 
 
 def fetch_musicnn(wheel: str | os.PathLike | None = None, force: bool = False) -> list[Path]:
     """Convert both musicnn taggers into the cache (unless they are there and ``force`` is
     off); return the weight files."""
-    from merflow.pretrained.musicnn import TAGS, convert_checkpoint
-
     if not force and all(is_cached(m) for m in MODELS) and cached_card().get("sha256") == SHA256:
         log.info("musicnn weights already cached in %s", weights_path(MODELS[0]).parent)
         return [weights_path(m) for m in MODELS]
@@ -117,11 +96,3 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def cached_card() -> dict:
-    """The card of the cached weights ({} when there is none or it is damaged: fetch again)."""
-    try:
-        return json.loads((cache_dir() / "musicnn" / CARD).read_text())
-    except (OSError, ValueError):
-        return {}

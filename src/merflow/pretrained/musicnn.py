@@ -33,7 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from merflow.io import atomic_path
-from merflow.pretrained.fetch import MODELS, weights_path
+from merflow.pretrained.cache import MODELS, weights_path
 from merflow.pretrained.tfbundle import CheckpointError, read_checkpoint
 
 SAMPLE_RATE = 16000

@@ -1,7 +1,7 @@
 """Reading finished runs and reducing them to mean ± std over seeds.
 
 A run directory (``results/<dataset>/<experiment>/runs/<feature>/<model>/len<seq_len>/<split>/
-seed<seed>/``) holds ``metrics.json`` (the test part, schema in :mod:`merflow.evaluation`),
+seed<seed>/``) holds ``metrics.json`` (the test part, schema in :mod:`merflow.learn.evaluation`),
 optionally ``metrics_train.json`` (the same on the training part: Malik et al.'s "Development"
 columns), ``run.json`` (provenance), ``history.csv`` and ``predictions.parquet``.
 
@@ -312,7 +312,8 @@ def ensemble_values(runs: Sequence[RunResult]) -> list[dict[str, float | None]]:
     probabilities, or arousal/valence per window): the seed ensemble, or for Malik models given
     runs of several sequence lengths, the sequence-length ensemble. Splits with one run only
     are left out: one model is no ensemble."""
-    from merflow.evaluation import classification_metrics, regression_metrics
+    # evaluation imports torch (a run's predictor); the report needs only its metric functions
+    from merflow.learn.evaluation import classification_metrics, regression_metrics
 
     by_split: dict[str, list[RunResult]] = {}
     for run in runs:

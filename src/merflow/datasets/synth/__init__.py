@@ -77,6 +77,7 @@ from merflow.datasets.synth.render import add_room, render_drums, render_part
 from merflow.errors import ConfigError, DatasetError
 from merflow.features.windows import WINDOW_S
 from merflow.io import atomic_path, read_json, write_json
+from merflow.schema import SYNTH_KEYS, synth_settings
 
 # --- clips -----------------------------------------------------------------------------------
 
@@ -135,12 +136,10 @@ def generate(out_dir: Path, **params) -> Path:
     """Write the dataset: ``audio/<clip_id>.flac``, ``clips.csv``, ``targets.csv``, ``synth.json``.
 
     ``params``: ``n_clips``, ``duration_s``, ``sample_rate``, ``n_classes``, ``clips_per_song``,
-    ``seed``, each defaulting to the demo's (:func:`merflow.config.synth_settings`). Every file is
+    ``seed``, each defaulting to the demo's (:func:`merflow.schema.synth_settings`). Every file is
     written atomically; ``clips.csv`` comes last, so its presence means the dataset is complete.
     Paths in ``clips.csv`` are relative to ``out_dir``.
     """
-    from merflow.config import SYNTH_KEYS, synth_settings
-
     unknown = sorted(set(params) - set(SYNTH_KEYS))
     if unknown:
         raise ConfigError(f"synth: unknown parameter(s) {unknown}; allowed: {list(SYNTH_KEYS)}")
@@ -203,8 +202,6 @@ def read(spec: dict) -> RawIndex:
 
 def _read_params(root: Path, spec: dict) -> dict:
     """The parameters the data was made with; refuse data made with others than the config's."""
-    from merflow.config import SYNTH_KEYS
-
     path = root / "synth.json"
     if not path.is_file():
         raise DatasetError(

@@ -2,13 +2,13 @@
 
 An experiment picks a recipe (``recipe: paper | merflow``); its ``train:`` keys override single
 settings. :func:`recipe_settings` gives the defaults of a recipe for a task; every key is a field
-of :class:`merflow.training.TrainConfig`, recorded resolved in each run's ``run.json``.
+of :class:`TrainConfig`, recorded resolved in each run's ``run.json``.
 
 ``paper``
     Exactly what the papers describe (and what merflow did before recipes existed): Adam at a
     constant learning rate, one crop per clip (Velankar: the centre 640 frames, ~15 s), no
     augmentation, early stopping on the validation loss. :data:`PAPER` is the defaults of
-    :class:`~merflow.training.TrainConfig` plus the schedule of ``train_settings``.
+    :class:`TrainConfig` plus the schedule of ``train_settings``.
 
 ``merflow``
     The same architectures, trained to use what small datasets have (docs/recipes.md measures
@@ -46,6 +46,8 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from merflow.errors import ConfigError
+from merflow.models.registry import spec
+from merflow.schema import check_train_settings
 
 RECIPES = ("paper", "merflow")
 # Settings measured and left off (docs/recipes.md), at the value that meant "off".
@@ -72,7 +74,7 @@ class TrainConfig:
     patience: int = 10
     use_gpu: bool = True
     threads: int | None = None
-    # The recipe settings (merflow.recipes documents each); these defaults are the paper recipe.
+    # The recipe settings (documented above); these defaults are the paper recipe.
     recipe: str = "paper"
     hop_fraction: float | None = None  # hop = round(seq_len * hop_fraction) when hop is unset
     optimizer: str = "adam"  # "adam" | "adamw"
@@ -110,9 +112,6 @@ class TrainConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"unknown training setting(s) {unknown}; allowed: {sorted(known)}")
-        from merflow.config import check_train_settings
-        from merflow.models.registry import spec
-
         spec(values.get("model", ""))  # an unknown model is named before any table is read
         check_train_settings(values)
         return cls(**values)

@@ -1,4 +1,5 @@
-"""From feature tables to arrays a model can learn from: the clips of a split part, aligned.
+"""From feature tables to arrays a model can learn from: the clips of a split part, aligned, and
+their z-scoring.
 
 Everything here is numpy: each table is read once with pyarrow (filtered to the clips asked for),
 turned into per-clip arrays, and handed to training or evaluation, which move it to torch.
@@ -10,7 +11,8 @@ turned into per-clip arrays, and handed to training or evaluation, which move it
   and write to the run's quarantine table.
 * Frame-level features (Velankar) come with the clip's class index from the clips table.
 
-z-scoring is :mod:`merflow.run_data`; cutting songs into sequences :mod:`merflow.sequences`.
+z-scoring (:class:`ZScore`) is fitted on the training part by :mod:`merflow.learn.run_data`;
+cutting songs into sequences is :mod:`merflow.learn.sequences`.
 """
 
 from __future__ import annotations
@@ -19,21 +21,19 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from merflow import tables
+from merflow import runs, tables
 from merflow.errors import DatasetError
-
-if TYPE_CHECKING:
-    from merflow.run_data import ZScore
+from merflow.io import atomic_path
 
 TARGET_NAMES = ("arousal", "valence")
 _KEY_COLUMNS = ("clip_id", "t")
 _MICROSECONDS = 1_000_000
+_MIN_STD = 1e-8  # below this a feature is constant in training: centre it, do not scale it
 
 
 # --- splits ------------------------------------------------------------------------------------
@@ -401,10 +401,72 @@ def _read_labels(clips_path: Path, clip_ids: Sequence[str]) -> tuple[list[str], 
 # --- z-scoring -----------------------------------------------------------------------------------
 
 
-# --- sequences of windows ------------------------------------------------------------------------
+@dataclass
+class ZScore:
+    """Per-feature mean and standard deviation, fitted on training data only.
 
+    ``axis`` is where the features sit: -1 for windows ``(..., F)``, -2 for log-mel matrices
+    ``(..., n_mels, n_frames)`` (one statistic per mel band over all frames).
+    """
 
-# --- crops of frame-level matrices ---------------------------------------------------------------
+    mean: np.ndarray
+    std: np.ndarray
+    axis: int = -1
 
+    @classmethod
+    def fit_windows(cls, clips: WindowedClips) -> ZScore:
+        if not clips.features:
+            raise DatasetError("cannot fit z-score statistics: the training split has no windows")
+        stacked = np.concatenate(clips.features)
+        return cls._from_moments(
+            stacked.mean(0, dtype=np.float64), stacked.std(0, dtype=np.float64)
+        )
 
-# --- smoothing over time -------------------------------------------------------------------------
+    @classmethod
+    def fit_vectors(cls, clips: ClipVectors) -> ZScore:
+        """Column statistics over the training clips' vectors."""
+        if not len(clips.clip_ids):
+            raise DatasetError("cannot fit z-score statistics: the training split has no clips")
+        x = clips.features
+        return cls._from_moments(x.mean(0, dtype=np.float64), x.std(0, dtype=np.float64))
+
+    @classmethod
+    def fit_frames(cls, clips: FrameClips) -> ZScore:
+        """Band statistics over the valid (audio, not padding) frames of every training clip."""
+        if not len(clips.clip_ids):
+            raise DatasetError("cannot fit z-score statistics: the training split has no clips")
+        valid = [
+            x[:, : max(int(n), 1)]
+            for x, n in zip(clips.features, clips.n_valid_frames, strict=True)
+        ]
+        total = sum(v.shape[1] for v in valid)
+        mean = sum(v.sum(1, dtype=np.float64) for v in valid) / total
+        var = sum(((v - mean[:, None]) ** 2).sum(1) for v in valid) / total
+        return cls._from_moments(mean, np.sqrt(var), axis=-2)
+
+    @classmethod
+    def _from_moments(cls, mean: np.ndarray, std: np.ndarray, axis: int = -1) -> ZScore:
+        std = np.where(std < _MIN_STD, 1.0, std)
+        return cls(mean.astype(np.float32), std.astype(np.float32), axis)
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        shape = (-1,) if self.axis == -1 else (-1, 1)
+        return ((x - self.mean.reshape(shape)) / self.std.reshape(shape)).astype(np.float32)
+
+    def save(self, path: str | os.PathLike, feature_names: Sequence[str] = ()) -> None:
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(
+                fh,
+                mean=self.mean,
+                std=self.std,
+                axis=np.int64(self.axis),
+                feature_names=np.array(list(feature_names), dtype=str),
+            )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, fix: str = runs.RETRAIN) -> ZScore:
+        stored = runs.load_arrays(path, fix)
+        try:
+            return cls(stored["mean"], stored["std"], int(stored["axis"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise runs.damaged(Path(path), exc, fix) from None

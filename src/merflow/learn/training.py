@@ -1,8 +1,9 @@
 """Training one run: a model (network or baseline) on one feature table, split and seed.
 
-What a run folder holds is :mod:`merflow.runs`; what the run learns from, :mod:`merflow.run_data`;
-the pieces a recipe adds (crops, masks, sampling, schedules), :mod:`merflow.recipe_pieces`; how a
-trained network predicts, :mod:`merflow.inference`. This module is the loop.
+What a run folder holds is :mod:`merflow.runs`; what the run learns from, :mod:`.run_data`; the
+pieces a recipe adds (crops, masks, sampling, schedules), :mod:`.recipe_pieces`; how a trained
+network predicts, :mod:`.inference`; what a network must offer the loop (``forward`` and
+``penalty``), :class:`merflow.models.network.Network`. This module is the loop.
 
 Losses and metrics (the columns of ``history.csv``): regression trains on the RMSE of the paper
 (the mean over arousal and valence of each dimension's RMSE) plus ``model.penalty()``; its metric
@@ -19,9 +20,9 @@ killed and started again resumes from ``last.pt`` and ends with the very numbers
 uninterrupted run (on the CPU; CUDA kernels are deterministic only as far as
 ``torch.use_deterministic_algorithms`` reaches). For the same reason ``last.pt`` stores no RNG
 states: there are none to carry over. A checkpoint resumes only the settings and the data
-(:func:`~merflow.run_data.data_fingerprint`) that wrote it.
+(:func:`~merflow.learn.run_data.data_fingerprint`) that wrote it.
 What a run reports while it trains (``history.csv``, ``status.json``, TensorBoard) is
-:mod:`merflow.tracking`.
+:mod:`merflow.learn.tracking`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,15 +39,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812 (the torch convention)
 from sklearn.metrics import f1_score
-from torch import nn
 
-from merflow import baselines, models, tracking
-from merflow.data import ClipVectors, FrameClips, WindowedClips
+from merflow import models
 from merflow.devices import epoch_seed, seed_everything, select_device
-from merflow.inference import NetworkPredictor
-from merflow.io import atomic_path, remove_debris, write_json
-from merflow.provenance import run_record
-from merflow.recipe_pieces import (
+from merflow.io import remove_debris, write_json
+from merflow.learn import baselines, tracking
+from merflow.learn.checkpoints import (
+    Progress,
+    best_state,
+    keep_state,
+    kept_epochs,
+    last_state,
+    resume,
+    save_atomic,
+)
+from merflow.learn.data import ClipVectors, FrameClips, WindowedClips
+from merflow.learn.inference import NetworkPredictor
+from merflow.learn.recipe_pieces import (
     batch_order,
     crop_start,
     make_optimizer,
@@ -56,8 +64,10 @@ from merflow.recipe_pieces import (
     training_tensors,
     varies_by_epoch,
 )
-from merflow.recipes import TrainConfig
-from merflow.run_data import RunData, data_fingerprint, prepare_data, write_problems
+from merflow.learn.recipes import TrainConfig
+from merflow.learn.run_data import RunData, data_fingerprint, prepare_data, write_problems
+from merflow.models.network import Network
+from merflow.provenance import run_record
 from merflow.runs import (
     BASELINE_FILE,
     BEST_FILE,
@@ -67,8 +77,6 @@ from merflow.runs import (
     QUARANTINE_FILE,
     RUN_FILE,
     TENSORBOARD_DIR,
-    RunFileError,
-    load_checkpoint,
 )
 
 log = logging.getLogger(__name__)
@@ -131,20 +139,6 @@ def score(predictor, data: WindowedClips | FrameClips) -> tuple[float, float]:
 
 
 # --- networks: training --------------------------------------------------------------------------
-
-
-@dataclass
-class Progress:
-    """What survives between epochs (and runs): stored in ``last.pt``."""
-
-    epoch: int = 0
-    history: list[dict] = field(default_factory=list)
-    best_loss: float = math.inf
-    best_epoch: int = 0
-    epochs_since_best: int = 0
-    stopped_early: bool = False
-    # [value, epoch] of the epochs the checkpoint ensemble keeps, best first
-    kept: list[list] = field(default_factory=list)
 
 
 def train(
@@ -231,7 +225,7 @@ def _fit_network(
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
     # A checkpoint resumes only the run that wrote it: same settings, network and data.
     resume_key = {**config.resume_key(), "build": build_args, "data": data_fingerprint(data)}
-    progress, kept_states = _resume(
+    progress, kept_states = resume(
         run_dir / LAST_FILE, resume_key, model, optimizer, scaler, device
     )
     if progress.stopped_early and config.patience > progress.epochs_since_best:
@@ -268,11 +262,11 @@ def _fit_network(
         row = tracking.history_row(epoch, train_loss, val_loss, train_metric, val_metric, started)
         _advance(progress, row, config.patience, selection, config.checkpoint_ensemble, validated)
         if config.checkpoint_ensemble > 1:
-            kept_states = _keep_state(kept_states, progress, epoch, model)
+            kept_states = keep_state(kept_states, progress, epoch, model)
         if progress.best_epoch == epoch or epoch in kept_states:
-            _save_atomic(_best(model, build_args, progress, kept_states), run_dir / BEST_FILE)
-        _save_atomic(
-            _checkpoint(resume_key, model, optimizer, scaler, progress, kept_states),
+            save_atomic(best_state(model, build_args, progress, kept_states), run_dir / BEST_FILE)
+        save_atomic(
+            last_state(resume_key, model, optimizer, scaler, progress, kept_states),
             run_dir / LAST_FILE,
         )
         tracking.write_history(run_dir / HISTORY_FILE, progress.history)
@@ -295,7 +289,7 @@ def _fit_network(
         "epochs_run": progress.epoch,
         "stopped_early": progress.stopped_early,
         "selected_by": select_by,
-        **({"ensemble_epochs": _kept_epochs(progress)} if config.checkpoint_ensemble > 1 else {}),
+        **({"ensemble_epochs": kept_epochs(progress)} if config.checkpoint_ensemble > 1 else {}),
         "epoch_seconds_total": round(sum(row["seconds"] for row in progress.history), 3),
     }
     return result, n_parameters
@@ -327,7 +321,7 @@ def _build_args(name: str, data: RunData, options: dict) -> dict:
 
 
 def _train_epoch(
-    model: nn.Module,
+    model: Network,
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
     tensors: tuple[torch.Tensor, ...],
@@ -404,95 +398,3 @@ def _advance(
 
 def _finite(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
-
-
-# --- checkpoints ---------------------------------------------------------------------------------
-
-
-def _save_atomic(obj: dict, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-
-
-def _checkpoint(
-    resume_key: dict, model, optimizer, scaler, progress: Progress, kept_states: dict
-) -> dict:
-    return {
-        "resume_key": resume_key,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scaler": scaler.state_dict(),
-        "progress": asdict(progress),
-        "kept_states": {str(epoch): state for epoch, state in kept_states.items()},
-    }
-
-
-def _kept_epochs(progress: Progress) -> list[int]:
-    return [epoch for _, epoch in progress.kept]
-
-
-def _keep_state(kept_states: dict, progress: Progress, epoch: int, model: nn.Module) -> dict:
-    """The weights of the epochs in ``progress.kept``: this epoch's, if it is one of them."""
-    kept = _kept_epochs(progress)
-    states = {e: state for e, state in kept_states.items() if e in kept}
-    if epoch in kept:
-        states[epoch] = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-    return states
-
-
-def _best(model: nn.Module, build_args: dict, progress: Progress, kept_states: dict) -> dict:
-    """What ``best.pt`` holds: the best epoch's weights, or the kept epochs' as one
-    :class:`~merflow.models.CheckpointEnsemble` (best first)."""
-    if len(kept_states) <= 1:  # the best epoch alone: this epoch
-        return {"model": model.state_dict(), "build": build_args, "epoch": progress.best_epoch}
-    epochs = _kept_epochs(progress)
-    state = {
-        f"members.{i}.{name}": value
-        for i, epoch in enumerate(epochs)
-        for name, value in kept_states[epoch].items()
-    }
-    build = {**build_args, "members": len(epochs)}
-    return {"model": state, "build": build, "epoch": progress.best_epoch, "epochs": epochs}
-
-
-def _resume(path: Path, resume_key: dict, model, optimizer, scaler, device):
-    """Load ``last.pt`` when it belongs to this run (the same ``resume_key``: settings, network
-    and data); a fresh start otherwise, and when the file is damaged (it is then kept as
-    ``last.pt.damaged``). Also the weights of the epochs the checkpoint ensemble keeps."""
-    if not path.is_file():
-        return Progress(), {}
-    if not (path.parent / BEST_FILE).is_file():
-        log.warning("%s has no %s beside it; starting afresh", path, BEST_FILE)
-        return Progress(), {}
-    try:
-        checkpoint = load_checkpoint(path, device)
-    except RunFileError as exc:
-        os.replace(path, path.with_name(path.name + ".damaged"))
-        log.warning("%s; moved aside as %s.damaged, starting afresh", exc, path.name)
-        return Progress(), {}
-    if checkpoint.get("resume_key") != resume_key:
-        other_data = checkpoint.get("resume_key", {}).get("data") != resume_key["data"]
-        why = "other data" if other_data else None
-        log.warning("%s was written with %s; starting afresh", path, why or "other settings")
-        return Progress(), {}
-    progress = Progress(**checkpoint["progress"])
-    best_on_disk = _saved_epoch(path.parent / BEST_FILE, device)
-    if best_on_disk != progress.best_epoch:  # stopped between writing best.pt and last.pt
-        why = f"{BEST_FILE} holds epoch {best_on_disk}, {path.name}'s best is {progress.best_epoch}"
-        log.warning("%s; starting afresh", why)
-        return Progress(), {}
-    model.load_state_dict(checkpoint["model"])
-    optimizer.load_state_dict(checkpoint["optimizer"])
-    if checkpoint["scaler"]:  # a CPU run's disabled scaler saved nothing
-        scaler.load_state_dict(checkpoint["scaler"])
-    log.info("resuming %s after epoch %d", path.parent, progress.epoch)
-    kept_states = {int(e): state for e, state in checkpoint.get("kept_states", {}).items()}
-    return progress, kept_states
-
-
-def _saved_epoch(path: Path, device) -> int | None:
-    """The epoch a ``best.pt`` holds (None when it cannot be read)."""
-    try:
-        return load_checkpoint(path, device).get("epoch")
-    except RunFileError:
-        return None

@@ -36,9 +36,9 @@ from typing import ClassVar
 import numpy as np
 
 from merflow import runs
-from merflow.data import FrameClips, WindowedClips
 from merflow.errors import ConfigError, DatasetError
 from merflow.io import atomic_path
+from merflow.learn.data import FrameClips, WindowedClips
 from merflow.models import registry
 
 

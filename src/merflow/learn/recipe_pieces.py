@@ -18,20 +18,16 @@ what an uninterrupted one would.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from merflow.data import ClipVectors, FrameClips, WindowedClips
 from merflow.devices import epoch_seed
 from merflow.errors import DatasetError
-from merflow.sequences import chunk_starts, make_sequences
-
-if TYPE_CHECKING:
-    from merflow.recipes import TrainConfig
-    from merflow.run_data import RunData
-
+from merflow.learn.data import ClipVectors, FrameClips, WindowedClips
+from merflow.learn.recipes import TrainConfig
+from merflow.learn.run_data import RunData
+from merflow.learn.sequences import chunk_starts, make_sequences
 
 # --- crops ---------------------------------------------------------------------------------------
 

@@ -4,8 +4,9 @@ trainer.
 :class:`NetworkPredictor` puts a network behind the predictor interface baselines share:
 ``predict_windows`` (regression on whole songs of any length, chunked and stitched, then
 smoothed) and ``predict_proba`` (class probabilities of whole clips, from one centre crop or the
-mean over crops). :class:`CheckpointEnsemble` is several trained states of one network as one
-model; :func:`load_predictor` rebuilds a finished run's predictor from its folder.
+mean over crops); :func:`load_predictor` rebuilds a finished run's predictor from its folder
+(several trained states of one network, ``checkpoint_ensemble``, are one
+:class:`~merflow.models.network.CheckpointEnsemble`).
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
-from merflow import baselines, models
-from merflow.recipe_pieces import eval_crop_starts, moving_average
-from merflow.recipes import TrainConfig
+from merflow import models
+from merflow.learn import baselines
+from merflow.learn.recipe_pieces import eval_crop_starts, moving_average
+from merflow.learn.recipes import TrainConfig
+from merflow.learn.sequences import chunk_starts, stitch_song_predictions
+from merflow.models.network import Network
 from merflow.runs import BASELINE_FILE, BEST_FILE, RETRAIN, damaged, load_checkpoint, read_record
-from merflow.sequences import chunk_starts, stitch_song_predictions
 
 # Prediction keeps no activations for backward, so batches this many times the training batch fit
 # in the memory that training needed.
@@ -38,12 +40,12 @@ class NetworkPredictor:
     ``predict_proba`` returns class probabilities of whole clips: the network sees crops of
     ``input_frames`` frames (None: the whole stored matrix), the centre crop of the valid frames
     when ``crop_hop`` is None, else crops every ``crop_hop`` frames whose probabilities are
-    averaged (:func:`~merflow.data.eval_crop_starts`).
+    averaged (:func:`~merflow.learn.recipe_pieces.eval_crop_starts`).
     """
 
     def __init__(
         self,
-        model: nn.Module,
+        model: Network,
         device: torch.device,
         seq_len: int | None = None,
         batch_size: int = 32 * PREDICTION_BATCH_FACTOR,
@@ -58,7 +60,7 @@ class NetworkPredictor:
         self.smooth_windows = smooth_windows
 
     @classmethod
-    def for_config(cls, model: nn.Module, device: torch.device, config: TrainConfig):
+    def for_config(cls, model: Network, device: torch.device, config: TrainConfig):
         """The predictor a run trained with ``config`` validates and is evaluated with."""
         return cls(
             model,
@@ -123,26 +125,6 @@ class NetworkPredictor:
         return (sums / counts[:, None]).astype(np.float32)
 
 
-class CheckpointEnsemble(nn.Module):
-    """Several trained states of one network as one model (``checkpoint_ensemble``).
-
-    A classifier's output is the log of its members' mean class probabilities, so that the
-    softmax every caller applies gives that mean back; a regressor's output is the mean of its
-    members' outputs.
-    """
-
-    def __init__(self, members: Sequence[nn.Module], task: str):
-        super().__init__()
-        self.members = nn.ModuleList(members)
-        self.task = task
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outputs = torch.stack([member(x).float() for member in self.members])
-        if self.task == "classification":
-            return torch.log(torch.softmax(outputs, dim=-1).mean(0))
-        return outputs.mean(0)
-
-
 def load_predictor(run_dir: str | os.PathLike, device: torch.device | None = None):
     """The trained predictor of a finished run (network from ``best.pt``, or baseline)."""
     run_dir = Path(run_dir)
@@ -154,7 +136,7 @@ def load_predictor(run_dir: str | os.PathLike, device: torch.device | None = Non
     return NetworkPredictor.for_config(model, device, config)
 
 
-def network_from_checkpoint(path: Path, device: torch.device) -> tuple[nn.Module, dict]:
+def network_from_checkpoint(path: Path, device: torch.device) -> tuple[Network, dict]:
     """The network a ``best.pt`` holds, and the checkpoint; weights that do not fit the network
     it names are an error naming the file."""
     checkpoint = load_checkpoint(path, device)

@@ -54,13 +54,13 @@ import numpy as np
 import pandas as pd
 
 from merflow import models
-from merflow.data import TARGET_NAMES, FrameClips, WindowedClips, read_split
 from merflow.devices import select_device
 from merflow.errors import ConfigError, DatasetError
-from merflow.inference import load_predictor
 from merflow.io import write_json, write_table
-from merflow.recipes import TrainConfig
-from merflow.run_data import ZScore, load_part
+from merflow.learn.data import TARGET_NAMES, FrameClips, WindowedClips, ZScore, read_split
+from merflow.learn.inference import load_predictor
+from merflow.learn.recipes import TrainConfig
+from merflow.learn.run_data import load_part
 from merflow.runs import NORM_FILE, metrics_file, predictions_file, read_record
 
 log = logging.getLogger(__name__)
