@@ -101,8 +101,13 @@ def read_embeddings(
     columns = _check_frame(path, frame, windowed)
     known = frame["clip_id"].isin(clip_ids)
     if (~known).any():
-        unknown = frame.loc[~known, "clip_id"].nunique()
-        log.info("%s: %d clip(s) the index does not know left out", path, unknown)
+        unknown = frame.loc[~known, "clip_id"].unique()
+        log.info(
+            "%s: %d clip(s) the index does not know left out, e.g. %s",
+            path,
+            len(unknown),
+            unknown[0],
+        )
     frame = frame[known]
     missing = sorted(set(clip_ids) - set(frame["clip_id"]))
     quarantine = [_quarantined(c, f"no embedding in {_where(path, c)}") for c in missing]
