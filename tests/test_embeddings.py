@@ -19,9 +19,9 @@ from workflow_utils import executed_jobs, run_snakemake
 
 from merflow.errors import ConfigError, DatasetError
 from merflow.features import compute_clip, extract_features
-from merflow.features.imported import read_embeddings
+from merflow.features.imported import import_embeddings, read_embeddings
 from merflow.features.registry import FEATURES
-from merflow.io import write_table
+from merflow.io import read_table, write_table
 from merflow.learn import baselines
 from merflow.learn.data import ClipVectors
 from merflow.pretrained import cache, fetch
@@ -169,6 +169,89 @@ def test_a_folder_of_npy_arrays_that_do_not_agree_is_refused_naming_the_file(
     np.save(tmp_path / "b.npy", second, allow_pickle=True)
     with pytest.raises(DatasetError, match=message):
         read_embeddings(tmp_path, ["a", "b"], False)
+
+
+def import_windows(tiny: Path, source: Path, tmp_path: Path) -> tuple[pd.DataFrame, dict]:
+    """``merflow import-embeddings`` of ``source`` for the tiny dataset's 4 s clips: the table
+    and the quarantine reasons by clip."""
+    out, quarantine = tmp_path / "table.parquet", tmp_path / "quarantine.parquet"
+    params = FEATURES["embeddings_500ms"].defaults | {"path": str(source)}
+    import_embeddings("embeddings_500ms", params, tiny / "data/clips.parquet", out, quarantine)
+    reasons = read_table(quarantine).set_index("clip_id")["reason"].to_dict()
+    return read_table(out), reasons
+
+
+def windows_of(clip_id: str, t: list[float]) -> pd.DataFrame:
+    return pd.DataFrame({"clip_id": clip_id, "t": t, "d0": np.arange(len(t), dtype=np.float32)})
+
+
+def test_imported_windows_that_do_not_fit_the_clips_grid_are_quarantined(tiny, tmp_path):
+    whole = list(np.arange(1, 9) * 0.5)  # the 8 windows of a 4 s clip
+    clip_ids = read_table(tiny / "data/clips.parquet")["clip_id"]
+    good, nan, coarse, long, gap, partial, *rest = clip_ids
+    frame = pd.concat(
+        [
+            windows_of(good, whole),
+            windows_of(nan, [*whole[:-1], np.nan]),
+            windows_of(coarse, whole[1::2]),  # a window every second: half of them missing
+            windows_of(long, list(np.arange(1, 201) * 0.5)),  # running to 100 s
+            windows_of(gap, whole[:3] + whole[4:]),
+            windows_of(partial, [*whole, 4.5]),  # a last partial window, which some tools keep
+        ]
+    )
+    write_table(frame, tmp_path / "mine.parquet")
+    table, reasons = import_windows(tiny, tmp_path / "mine.parquet", tmp_path)
+    assert sorted(set(table["clip_id"])) == [good, partial]
+    assert "t is NaN or infinite in 1 row(s)" in reasons[nan]
+    assert "a window every 1 s, not every 0.5 s" in reasons[coarse]
+    assert "windows run to 100 s, past the clip's end (4 s)" in reasons[long]
+    assert "1 window(s) missing, the first ending at 2 s" in reasons[gap]
+    assert all(f"{tmp_path / 'mine.parquet'}: " in reasons[c] for c in (nan, coarse, long, gap))
+    assert all("no embedding in" in reasons[c] for c in rest)
+
+
+@pytest.mark.parametrize("layout", ["parquet", "npy"])
+def test_imported_windows_on_another_grid_for_every_clip_stop_the_import(tiny, tmp_path, layout):
+    """An export with 1 s windows: every clip has half its windows; that is the export's fault."""
+    clip_ids = read_table(tiny / "data/clips.parquet")["clip_id"]
+    source = tmp_path / "mine"
+    if layout == "parquet":
+        source = source.with_suffix(".parquet")
+        write_table(pd.concat(windows_of(c, [1.0, 2.0, 3.0, 4.0]) for c in clip_ids), source)
+        message = "a window every 1 s, not every 0.5 s"
+    else:
+        source.mkdir()
+        for clip_id in clip_ids:
+            np.save(source / f"{clip_id}.npy", np.zeros((4, 3), np.float32))
+        message = r"4 window\(s\) of 0.5 s for a clip of 4 s \(8 expected\)"
+    with pytest.raises(DatasetError, match=message) as error:
+        import_windows(tiny, source, tmp_path)
+    assert str(error.value).startswith(f"{source}: the windows of every clip are off the grid")
+
+
+def test_npy_embeddings_of_ids_with_slashes_are_read_from_sub_folders(tmp_path):
+    folder = tmp_path / "npy"
+    for clip_id in ("audio/pop/34", "audio/rock/1", "top", ".hidden/x"):
+        (folder / clip_id).parent.mkdir(parents=True, exist_ok=True)
+        np.save(folder / f"{clip_id}.npy", np.full(3, len(clip_id), np.float32))
+    np.save(tmp_path / "outside.npy", np.zeros(3))  # the id ../outside must not reach it
+    ids = ["audio/pop/34", "audio/rock/1", "top", "../outside", "audio/jazz/2", ".hidden/x"]
+    table, _, missing = read_embeddings(folder, ids, False)
+    assert list(table["clip_id"]) == ["audio/pop/34", "audio/rock/1", "top"]
+    assert table["dim_0000"].tolist() == [12, 12, 3]
+    reasons = {m["clip_id"]: m["reason"] for m in missing}
+    assert set(reasons) == {"../outside", "audio/jazz/2", ".hidden/x"}
+    assert reasons["audio/jazz/2"] == f"no embedding in {folder} (no audio/jazz/2.npy)"
+
+
+def test_a_link_leading_out_of_the_npy_folder_is_refused(tmp_path):
+    folder = tmp_path / "npy"
+    (folder / "sub").mkdir(parents=True)
+    np.save(folder / "a.npy", np.zeros(3))
+    np.save(tmp_path / "secret.npy", np.ones(3))
+    (folder / "sub/b.npy").symlink_to(tmp_path / "secret.npy")
+    with pytest.raises(DatasetError, match=r"sub/b.npy: a link leading outside .*copy the array"):
+        read_embeddings(folder, ["a", "sub/b"], False)
 
 
 @pytest.mark.parametrize("window_s", [0, -0.5, "half a second"])

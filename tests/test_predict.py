@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -238,6 +239,31 @@ def test_the_cli_tags_good_files_and_reports_bad_ones(tiny, songs, tmp_path, cap
     assert set(reasons) == {"noise.mp3", "empty.mp3"} and "empty" in reasons["empty.mp3"]
     stderr = capsys.readouterr().err
     assert "tagged 2 of 4 file(s)" in stderr and "noise.mp3: cannot decode" in stderr
+
+
+def test_names_at_the_file_system_limit_are_tagged_or_listed_and_the_summary_written(
+    exported, tmp_path, capsys
+):
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    longest = os.pathconf(folder, "PC_NAME_MAX")
+    fits = "f" * (longest - len(".parquet"))  # its output name is as long as names can be
+    too_long = "t" * (longest - len(".wav"))  # a legal audio name, but <name>.parquet is not
+    tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(2 * 22050) / 22050)
+    for stem in ("short", fits, too_long):
+        sf.write(folder / f"{stem}.wav", tone, 22050)
+    argv = ["predict", "--model", str(exported / "malik"), "--out", str(out), "--gpu", "0"]
+    assert main([*argv, "--format", "parquet", str(folder)]) == 0
+    assert sorted(read_table(out / "songs.parquet")["clip_id"]) == [fits, "short"]
+    assert read_table(out / f"windows/{fits}.parquet")["clip_id"].iloc[0] == fits
+    report = read_json(out / "predict.json")
+    assert (report["n_files"], report["n_tagged"]) == (3, 2)
+    (unreadable,) = report["unreadable"]
+    assert Path(unreadable["path"]).name == f"{too_long}.wav"
+    assert "longer name than the file system allows" in unreadable["reason"]
+    assert "tagged 2 of 3 file(s)" in capsys.readouterr().err
+    written = sorted(p.name for p in (out / "windows").iterdir())
+    assert written == [f"{fits}.parquet", "short.parquet"]  # and no temporary debris
 
 
 def test_the_cli_writes_csv_for_a_regression_model(exported, songs, tmp_path):

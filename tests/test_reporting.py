@@ -1,7 +1,7 @@
 """The aggregate stage on fake run directories whose numbers we know.
 
 Runs are written in the documented layout: ``metrics.json`` / ``metrics_train.json`` from random
-predictions through :mod:`merflow.evaluation`'s own metric functions (the producer of the
+predictions through :mod:`merflow.learn.evaluation`'s own metric functions (the producer of the
 schema), ``predictions.parquet``, ``history.csv`` and ``run.json``. Every expected value below is
 recomputed here with numpy or scikit-learn, independently of :mod:`merflow.reporting`.
 """

@@ -4,6 +4,7 @@ real (interrupted) training run leaves for it to read."""
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -16,7 +17,8 @@ from test_training import regression_config, write_regression_tables
 from workflow_utils import tiny_config
 
 from merflow import cli, status
-from merflow.runs import Run
+from merflow.models.registry import MODELS
+from merflow.runs import RETRAIN, Run
 
 EXPERIMENT = "exp"
 FIELDS = ("dataset", "experiment", "feature", "model", "seq_len", "split", "seed")
@@ -42,6 +44,9 @@ def write_done(results: Path, run: Run, best: float = 0.1234, wall: float = 125.
     }
     (folder / "run.json").write_text(json.dumps(record))
     (folder / "train.log").write_text("...\nmerflow: done: {...}\n")
+    model_file = "baseline.npz" if MODELS[run.model].baseline else "best.pt"
+    for name in ("norm.npz", model_file):  # status only sees that they are there
+        (folder / name).write_bytes(b"")
     return folder
 
 
@@ -94,8 +99,11 @@ def results(tmp_path) -> Path:
 def listed(capsys, *argv: str) -> tuple[list[dict[str, str]], str]:
     """The lines of ``merflow status`` as {column: cell} (split on runs of 2+ spaces)."""
     assert cli.main(["status", *argv]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    header, *rows, summary = lines
+    return parsed(capsys.readouterr().out)
+
+
+def parsed(out: str) -> tuple[list[dict[str, str]], str]:
+    header, *rows, summary = out.splitlines()
     assert header.split() == list(status.COLUMNS)
     starts = [header.index(name) for name in status.COLUMNS]
     ends = [*starts[1:], None]
@@ -154,6 +162,30 @@ def test_a_run_trained_by_merflow_is_read_while_training_and_when_done(tmp_path)
     (line,) = status.collect(results)[0]
     assert (line.state, line.device) == ("done", "cpu") and line.best_val is not None
     assert line.wall_time_s is not None
+
+
+@pytest.mark.parametrize(
+    ("name", "model", "deleted"),
+    [
+        ("malik", "malik_crnn", "best.pt"),
+        ("ridge", "ridge", "baseline.npz"),
+        ("ridge", "ridge", "norm.npz"),
+    ],
+)
+def test_a_finished_run_without_its_model_files_says_what_is_missing_and_what_to_do(
+    tiny, tmp_path, capsys, name, model, deleted
+):
+    results = tmp_path / "results"
+    whole, damaged = run_of(0, model, "full"), run_of(1, model, "full")
+    for run in (whole, damaged):
+        shutil.copytree(tiny / "runs" / name, results / run.path)
+    (results / damaged.path / deleted).unlink()
+    assert cli.main(["status", str(results)]) == 0
+    out, err = capsys.readouterr()
+    rows, summary = parsed(out)
+    assert [row["state"] for row in rows] == ["done", f"incomplete: {deleted} missing"]
+    assert summary == "2 runs: 1 done, 1 incomplete"
+    assert err == f"merflow status: {results / damaged.path}: {deleted} missing; {RETRAIN}\n"
 
 
 def test_planned_runs_without_a_folder_are_queued(tmp_path, capsys):

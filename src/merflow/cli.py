@@ -188,7 +188,7 @@ def cmd_report_index(args: argparse.Namespace) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> None:
-    from merflow.status import collect, summary, table
+    from merflow.status import collect, repairs, summary, table
 
     statuses, results = collect(args.results, args.config)
     if statuses:
@@ -196,6 +196,8 @@ def cmd_status(args: argparse.Namespace) -> None:
     else:
         print(f"merflow status: no runs under {results}", file=sys.stderr)
     print(summary(statuses))
+    for line in repairs(statuses, results):
+        print(f"merflow status: {line}", file=sys.stderr)
 
 
 # --- using a trained model ---------------------------------------------------------------------

@@ -26,7 +26,8 @@ from typing import Any
 from merflow import models
 from merflow.errors import DatasetError
 from merflow.features.windows import WINDOW_S
-from merflow.io import atomic_dir, read_json, write_json
+from merflow.io import atomic_dir, write_json
+from merflow.learn import baselines
 from merflow.learn.data import TARGET_NAMES, ZScore, read_split
 from merflow.learn.inference import PREDICTION_BATCH_FACTOR, network_from_checkpoint
 from merflow.learn.recipes import TrainConfig
@@ -36,7 +37,9 @@ from merflow.runs import (
     BEST_FILE,
     NORM_FILE,
     RUN_FILE,
+    damaged,
     metrics_file,
+    read_json_file,
     read_record,
 )
 from merflow.tables import FEATURE_KINDS, metadata_of
@@ -134,6 +137,7 @@ def export(run_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
     record = read_record(run_dir)
     with atomic_dir(out_dir) as staging:
         if spec["baseline"]:
+            baselines.load(run_dir / BASELINE_FILE)  # whole and plain, as predict reads it
             _copy(run_dir / BASELINE_FILE, staging / BASELINE_FILE)
         else:
             spec["build"] = _write_weights(run_dir / BEST_FILE, staging / WEIGHTS_FILE)
@@ -184,8 +188,21 @@ def _metrics(run_dir: Path) -> dict[str, Any]:
     for part in ("test", "val", "train"):
         path = run_dir / metrics_file(part)
         if path.is_file():
-            found[part] = read_json(path)
+            fix = _reevaluate(run_dir, part)
+            found[part] = read_json_file(path, fix)
+            try:
+                _metric_lines({part: found[part]})  # what the model card reads of it
+            except (KeyError, TypeError, ValueError) as exc:
+                raise damaged(path, exc, fix) from None
     return found
+
+
+def _reevaluate(run_dir: Path, part: str) -> str:
+    """What to do about a damaged metrics file of ``part``."""
+    return (
+        f"evaluate the run again (merflow evaluate --run-dir {run_dir} --parts {part}), or delete "
+        "the file to export without those metrics"
+    )
 
 
 def _data_summary(run_dir: Path, record: dict) -> dict[str, Any]:

@@ -1,20 +1,18 @@
 """Atomic, compact table and JSON I/O: the one place that decides how files are written.
 
-Every writer goes through :func:`atomic_path`: data lands in a temporary file beside the target
-and is renamed only when complete, so a killed job never leaves a half-written file that looks
-whole. Parquet follows the measured settings in docs/facts.md: zstd, dictionary encoding only
-for id columns, byte-stream-split for float columns.
+Every writer goes through :func:`atomic_path`: data lands in a temporary file in a hidden folder
+beside the target and is renamed only when complete, so a killed job never leaves a half-written
+file that looks whole. Parquet follows the measured settings in docs/facts.md: zstd, dictionary
+encoding only for id columns, byte-stream-split for float columns.
 """
 
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -25,50 +23,30 @@ import pyarrow.parquet as pq
 
 METADATA_KEY = b"merflow"
 ID_COLUMNS = ("clip_id", "group", "label", "path", "split", "stage", "reason", "fixed_split")
+STAGING_SUFFIX = ".part"  # of the hidden folders writers stage their files in
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
+    """Yield a temporary path for ``path``; rename it onto ``path`` if the block succeeds.
+
+    The temporary file bears ``path``'s own name, in a new hidden folder ``.<random>.part``
+    beside it: a temporary name is never longer than the name it stands for (a name at the file
+    system's limit stays writable), and a writer sees the true suffix.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_debris(path.parent, path.name)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
+    with _staging_folder(path.parent) as staging:
+        tmp = staging / path.name
+        tmp.touch()  # with the usual permissions, which the renamed file keeps
         yield tmp
-        # mkstemp creates 0600 files; results on shared storage must be readable like any other.
-        tmp.chmod(0o666 & ~_umask())
         os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def remove_debris(folder: str | os.PathLike, name: str = "") -> None:
-    """Remove what killed writers left in ``folder``: the temporary files and folders of
-    :func:`atomic_path` and :func:`atomic_dir` (of the file ``name`` only, if given). Called
-    when a file is written again, and by a stage when it starts on a folder it owns; a target
-    has one writer at a time, so no live temporary is touched."""
-    prefix = f".{name}." if name else "."
-    for stale in Path(folder).glob(f"{glob.escape(prefix)}*"):
-        if stale.suffix not in (".part", ".old"):
-            continue
-        if stale.is_dir() and not stale.is_symlink():
-            shutil.rmtree(stale, ignore_errors=True)
-        else:
-            stale.unlink(missing_ok=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a new folder beside ``path``; it replaces ``path`` if the block succeeds.
+    """Yield a new folder for ``path``; it replaces ``path`` if the block succeeds.
 
     A folder cannot be renamed onto a non-empty one, so an old ``path`` is first moved aside:
     at no moment does ``path`` hold a mix of old and new files, or half of the new ones.
@@ -76,22 +54,43 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_debris(path.parent, path.name)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
-    tmp.mkdir()  # not mkdtemp: its 0700 mode would stay on the final folder
-    try:
+    with _staging_folder(path.parent) as staging:
+        tmp = staging / path.name
+        tmp.mkdir()  # not mkdtemp: its 0700 mode would stay on the final folder
         yield tmp
-        if path.exists():
-            stale = tmp.with_suffix(".old")
-            os.replace(path, stale)
+        if not path.exists():
             os.replace(tmp, path)
-            if stale.is_dir():
-                shutil.rmtree(stale)
-            else:
-                stale.unlink()
-        else:
+            return
+        with _staging_folder(path.parent) as aside:
+            os.replace(path, aside / path.name)
             os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _staging_folder(parent: Path) -> Iterator[Path]:
+    """A new hidden folder in ``parent``, removed on exit with whatever is left in it."""
+    folder = Path(tempfile.mkdtemp(prefix=".", suffix=STAGING_SUFFIX, dir=parent))
+    try:
+        yield folder
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def remove_debris(folder: str | os.PathLike, name: str = "") -> None:
+    """Remove what killed writers left in ``folder``: the staging folders of :func:`atomic_path`
+    and :func:`atomic_dir` (those holding ``name`` only, if given), and the ``.<name>.<random>
+    .part`` and ``.old`` leftovers of older merflow versions. Called when a file is written
+    again, and by a stage when it starts on a folder it owns; a target has one writer at a time,
+    so no live temporary is touched."""
+    for stale in Path(folder).glob(".*"):
+        if stale.suffix not in (STAGING_SUFFIX, ".old"):
+            continue
+        if name and not (stale.name.startswith(f".{name}.") or os.path.lexists(stale / name)):
+            continue
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
 
 
 def _float_columns(table: pa.Table) -> list[str]:

@@ -30,6 +30,7 @@ by name: its stem), so a folder of albums keeps its sub-folders.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -380,20 +381,31 @@ def predict_files(
     for clip_id, path in _progress(files, progress):
         try:
             song = model.predict_file(path, clip_id)
+            write_frame(song.table, out_dir / per_song / f"{clip_id}.{fmt}", fmt)
+            if plot:
+                plot_song(song, model, out_dir / "plots" / f"{clip_id}.png")
         except Exception as exc:  # one bad file must not stop the others; the reason is kept
-            reason = exc.reason if isinstance(exc, AudioError) else f"{type(exc).__name__}: {exc}"
+            reason = _why_not_tagged(exc, f"{clip_id}.{fmt}")
             log.warning("cannot tag %s: %s", path, reason)
             log.debug("traceback of %s", path, exc_info=True)
             report.unreadable.append({"path": str(path), "reason": reason})
             continue
-        write_frame(song.table, out_dir / per_song / f"{clip_id}.{fmt}", fmt)
-        if plot:
-            plot_song(song, model, out_dir / "plots" / f"{clip_id}.png")
         report.songs.append(song.summary)
     _write_report(report, model, fmt)
     if not report.songs:
         raise DatasetError("no file could be tagged. " + report.describe())
     return report
+
+
+def _why_not_tagged(exc: Exception, output_name: str) -> str:
+    if isinstance(exc, AudioError):
+        return exc.reason
+    if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
+        return (
+            f"its output {output_name} would be a longer name than the file system allows; "
+            "give the file a shorter name"
+        )
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _progress(files: list, enabled: bool):

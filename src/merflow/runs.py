@@ -46,6 +46,13 @@ RETRAIN = (
 )
 
 
+def model_files(model: str) -> tuple[str, ...]:
+    """The files a finished run of ``model`` is predicted from (evaluate, export, predict)."""
+    from merflow.models.registry import MODELS
+
+    return (NORM_FILE, BASELINE_FILE if MODELS[model].baseline else BEST_FILE)
+
+
 class RunFileError(MerflowError):
     """A run file is missing, truncated or not what merflow wrote."""
 

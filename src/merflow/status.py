@@ -3,6 +3,8 @@
 A run folder (:data:`merflow.runs.RUN_PATTERN`) is in one of these states:
 
 * ``done``: ``run.json`` exists; the best validation score, wall time and device are its own.
+* ``incomplete``: ``run.json`` exists, but a file the model is read from (``best.pt`` or
+  ``baseline.npz``, ``norm.npz``) does not: the run must be trained again.
 * ``failed``: no ``run.json``, and ``train.log`` ends in an error (a line with ``error:``, or a
   Python traceback).
 * ``training``: ``status.json`` (written as training starts) or ``history.csv`` exists; the
@@ -31,17 +33,20 @@ from pathlib import Path
 from typing import Any
 
 from merflow.errors import MerflowError
+from merflow.models.registry import MODELS
 from merflow.runs import (
     HISTORY_FILE,
+    RETRAIN,
     RUN_FILE,
     RUN_PATTERN,
     STATUS_FILE,
     TRAIN_LOG,
     Run,
     RunFileError,
+    model_files,
 )
 
-STATES = ("done", "training", "stopped", "failed", "queued")
+STATES = ("done", "incomplete", "training", "stopped", "failed", "queued")
 LOG_TAIL_BYTES = 4096  # enough for the end of a traceback
 COLUMNS = (
     "dataset",
@@ -69,12 +74,16 @@ class RunStatus:
     best_val: float | None = None  # the best validation metric (done)
     wall_time_s: float | None = None  # done: the run's; training: since it started
     device: str = ""
+    missing: tuple[str, ...] = ()  # files of a finished run that are gone (incomplete)
 
     @property
     def label(self) -> str:
-        """The state, with the epoch where one is known: ``training epoch 3 of 10``."""
+        """The state, with the epoch where one is known: ``training epoch 3 of 10``, or what
+        is missing: ``incomplete: best.pt missing``."""
         if self.state in ("training", "stopped") and self.epoch is not None:
             return f"{self.state} epoch {self.epoch} of {self.epochs or '?'}"
+        if self.missing:
+            return f"{self.state}: {', '.join(self.missing)} missing"
         return self.state
 
     def cells(self) -> list[str]:
@@ -136,9 +145,11 @@ def run_status(run: Run, folder: Path | None, now: float | None = None) -> RunSt
     record = read_small_json(folder / RUN_FILE)
     if record is not None:
         result = record.get("result") or {}
+        missing = _missing_model_files(folder, run.model)
         return RunStatus(
             run,
-            "done",
+            "incomplete" if missing else "done",
+            missing=missing,
             epoch=result.get("epochs_run"),
             best_val=_number(result.get("best_val_metric")),
             wall_time_s=_number(record.get("wall_time_s")),
@@ -159,6 +170,12 @@ def run_status(run: Run, folder: Path | None, now: float | None = None) -> RunSt
         wall_time_s=_elapsed(status.get("started_at"), now),
         device=str(status.get("device") or ""),
     )
+
+
+def _missing_model_files(folder: Path, model: str) -> tuple[str, ...]:
+    if model not in MODELS:
+        return ()  # a model this merflow does not know: its files cannot be told
+    return tuple(name for name in model_files(model) if not (folder / name).is_file())
 
 
 def read_small_json(path: Path) -> dict[str, Any] | None:
@@ -254,6 +271,15 @@ def table(statuses: Iterable[RunStatus]) -> list[str]:
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
     return [
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+
+
+def repairs(statuses: Iterable[RunStatus], results: Path) -> list[str]:
+    """One line per incomplete run: the files missing, and how to train it again."""
+    return [
+        f"{results / s.run.path}: {', '.join(s.missing)} missing; {RETRAIN}"
+        for s in statuses
+        if s.missing
     ]
 
 

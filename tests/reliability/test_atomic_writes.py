@@ -100,8 +100,10 @@ def test_a_kill_before_the_rename_keeps_the_previous_file(kind, moment, tmp_path
     temporary = kill_before_rename(kind, target, moment)
 
     assert READ[kind](target) == before
-    assert temporary.parent == target.parent and temporary.name.startswith(f".{target.name}.")
-    assert temporary.suffix == ".part" and list(tmp_path.glob(f"*{target.suffix}")) == [target]
+    staging = temporary.parent  # a hidden folder beside the target: no glob of outputs sees it
+    assert staging.parent == target.parent and temporary.name == target.name
+    assert staging.name.startswith(".") and staging.suffix == ".part"
+    assert list(tmp_path.glob(f"*{target.suffix}")) == [target]
     assert unreadable(kind, temporary) == (moment == "mid-write")
 
 
@@ -133,3 +135,27 @@ def test_outputs_get_the_usual_permissions_not_those_of_a_temporary_file(tmp_pat
     finally:
         os.umask(old_mask)
     assert (tmp_path / "metrics.json").stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
+
+
+def test_a_name_at_the_file_system_limit_is_written_and_rewritten(tmp_path):
+    """The temporary name is never longer than the final one (issue 36: predict's long names)."""
+    longest = os.pathconf(tmp_path, "PC_NAME_MAX")
+    table = tmp_path / ("t" * (longest - len(".parquet")) + ".parquet")
+    report = tmp_path / ("r" * (longest - len(".json")) + ".json")
+    for version in ("old", "new"):
+        write_table(pd.DataFrame({"clip_id": [version]}), table)
+        write_json({"version": version}, report)
+    assert (
+        read_table(table)["clip_id"].tolist() == ["new"] and read_json(report)["version"] == "new"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([table.name, report.name])
+
+
+def test_a_killed_writer_of_a_long_name_leaves_debris_the_next_write_removes(tmp_path):
+    target = tmp_path / ("m" * (os.pathconf(tmp_path, "PC_NAME_MAX") - len(".json")) + ".json")
+    temporary = kill_before_rename("json", target, "mid-write")
+    other = tmp_path / "other.json"
+    write_json({"version": "other"}, other)
+    assert temporary.exists()  # the debris of another file is not this writer's to remove
+    write_json({"version": "new"}, target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([target.name, other.name])

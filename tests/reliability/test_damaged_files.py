@@ -90,6 +90,24 @@ def test_a_damaged_export_names_the_fix_export_again(exported, shared_data, tmp_
     assert_one_line_error(run, "weights.safetensors is damaged", "export the model again")
 
 
+REEVALUATE = "evaluate the run again"
+EXPORT_DAMAGES = {
+    "garbled metrics.json": ("metrics.json", lambda p: p.write_text('{"n_clips": 2'), REEVALUATE),
+    "metrics.json of something else": ("metrics.json", lambda p: p.write_text("{}"), REEVALUATE),
+    "truncated baseline.npz": ("baseline.npz", truncate, "train it again"),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(EXPORT_DAMAGES))
+def test_export_checks_every_file_it_copies_as_predict_reads_it(tiny, tmp_path, damage):
+    name, spoil, fix = EXPORT_DAMAGES[damage]
+    run = copy_run(tiny, "ridge", tmp_path)
+    spoil(run / name)
+    exported = merflow("export", run, tmp_path / "exported", cwd=tiny)
+    assert_one_line_error(exported, f"{name} is damaged", fix)
+    assert not (tmp_path / "exported").exists()  # and "model written" is not said
+
+
 def test_training_resumed_from_a_damaged_last_checkpoint_starts_afresh(tiny, tmp_path):
     run = copy_run(tiny, "malik", tmp_path)
     record = read_json(run / "run.json")

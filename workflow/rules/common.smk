@@ -1,6 +1,5 @@
 # Everything that is not a rule: config validation, wildcard constraints, and the small
 # functions that turn the config into targets and parameters. Logic lives in merflow.config.
-import glob
 import hashlib
 import json
 import os
@@ -15,6 +14,7 @@ from merflow import runs as mfruns
 from merflow import schema as mfschema
 from merflow.audio import SUPPORTED_SUFFIXES
 from merflow.errors import ConfigError
+from merflow.features import imported as mfimported
 from merflow.features import registry as features
 from merflow.models import registry as models
 from merflow.pretrained import cache as mfpretrained
@@ -169,16 +169,12 @@ def source_fingerprint(wildcards):
 
 def imported_fingerprint(wildcards):
     """Names, sizes and times of the files an imported feature reads."""
-    path = os.path.expanduser(
-        mfconfig.feature_params(config, wildcards.feature)["path"]
-    )
-    files = (
-        [path]
-        if os.path.isfile(path)
-        else sorted(glob.glob(os.path.join(path, "*.npy")))
-    )
+    path = mfconfig.feature_params(config, wildcards.feature)["path"]
+    files = mfimported.embedding_files(path)
     return hashlib.sha1(
-        "".join(f"{f}\t{file_stamp(f)}\n" for f in files).encode()
+        "".join(f"{f}\t{file_stamp(f)}\n" for f in files).encode(
+            "utf-8", "surrogateescape"
+        )
     ).hexdigest()
 
 
