@@ -2,16 +2,21 @@
 # Benchmark: the demo (config.yaml: synthesized data, both papers, the embedding heads) from
 # nothing to its report, timed as `make run` runs it. Prints the wall time against the target
 # (8 min on 2 CPU cores) and the job-seconds of each rule, from Snakemake's benchmark files and
-# the jobs' logs. Runs in a temporary folder; the repository's results/ is left alone.
-#   bench/demo.sh [CORES]
+# the jobs' logs. Runs in a temporary folder (or in KEEP, kept for its tables); the repository's
+# results/ is left alone.
+#   [KEEP=folder] bench/demo.sh [CORES] [CONFIGFILE]
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CORES=${1:-2}
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/merflow-demo.XXXXXX")
-trap 'rm -rf "$WORK"' EXIT
+CONFIG=${2:-$REPO/config.yaml}
+if [ -n "${KEEP:-}" ]; then
+    WORK=$KEEP && mkdir -p "$WORK"
+else
+    WORK=$(mktemp -d "${TMPDIR:-/tmp}/merflow-demo.XXXXXX") && trap 'rm -rf "$WORK"' EXIT
+fi
 GPUS=$("$REPO/.venv/bin/python" -c "import torch; print(torch.cuda.device_count())")
 start=$(date +%s.%N)
-"$REPO/.venv/bin/snakemake" -s "$REPO/Snakefile" -d "$WORK" --configfile "$REPO/config.yaml" \
+"$REPO/.venv/bin/snakemake" -s "$REPO/Snakefile" -d "$WORK" --configfile "$CONFIG" \
     --cores "$CORES" --resources gpu="$GPUS" --quiet all >"$WORK/snakemake.log" 2>&1 ||
     { tail -30 "$WORK/snakemake.log"; exit 1; }
 wall=$(echo "$(date +%s.%N) - $start" | bc)

@@ -235,3 +235,16 @@ def intact(case: AudioCase) -> AudioCase:
     mp3 = case.file_name.endswith(".mp3")
     write = raw(mp3_bytes()) if mp3 else wav(music(6.0))
     return AudioCase(f"intact {case.file_name}", case.file_name, write, "processed")
+
+
+def decoded_until_it_stops(source: Path | bytes) -> float:
+    """Seconds libsndfile decodes from a file (or its bytes) before it stops, silently or with
+    an error."""
+    decoded = 0
+    with sf.SoundFile(io.BytesIO(source) if isinstance(source, bytes) else source) as audio:
+        try:
+            while len(block := audio.read(4096)):
+                decoded += len(block)
+        except sf.LibsndfileError:
+            pass
+        return decoded / audio.samplerate

@@ -17,7 +17,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from _fixtures_audio import CLASSES, AudioCase, music, raw, with_broken_audio, write_folder_dataset
+from _fixtures_audio import (
+    CLASSES,
+    AudioCase,
+    decoded_until_it_stops,
+    music,
+    raw,
+    with_broken_audio,
+    write_folder_dataset,
+)
 from test_bad_audio import index
 from test_bad_labels import assert_fails_naming, assert_quarantines_exactly
 
@@ -59,18 +67,6 @@ def write_kind(kind: str, seconds: float = SECONDS) -> bytes:
     arguments = {"format": "WAV", **arguments}
     sf.write(buffer, signal, rate, **arguments)
     return buffer.getvalue()
-
-
-def decoded_until_it_stops(path: Path) -> float:
-    """Seconds libsndfile decodes from ``path`` before it stops, silently or with an error."""
-    decoded = 0
-    with sf.SoundFile(path) as audio:
-        try:
-            while len(block := audio.read(4096)):
-                decoded += len(block)
-        except sf.LibsndfileError:
-            pass
-        return decoded / audio.samplerate
 
 
 def cut_time(reason: str) -> float:

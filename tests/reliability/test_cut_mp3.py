@@ -18,7 +18,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from _fixtures_audio import AudioCase, music, raw, with_broken_audio, write_folder_dataset
+from _fixtures_audio import (
+    AudioCase,
+    decoded_until_it_stops,
+    music,
+    raw,
+    with_broken_audio,
+    write_folder_dataset,
+)
 from test_bad_audio import index
 from test_bad_labels import assert_fails_naming, assert_quarantines_exactly
 
@@ -222,18 +229,6 @@ def test_padding_and_tags_are_no_cut():
     data = without_length_header(encode(48000, 1, "CONSTANT", 0.5))
     assert check_mp3_bytes(data + bytes(100)) is None  # padding shorter than a frame
     assert check_mp3_bytes(data + id3v2()) is None  # an ID3v2 tag appended without footer
-
-
-def decoded_until_it_stops(data: bytes) -> float:
-    """Seconds libsndfile decodes before it stops, silently or with an error."""
-    decoded = 0
-    with sf.SoundFile(io.BytesIO(data)) as audio:
-        try:
-            while len(block := audio.read(4096)):
-                decoded += len(block)
-        except sf.LibsndfileError:
-            pass
-        return decoded / audio.samplerate
 
 
 @pytest.mark.parametrize("junk", ["1000 zero bytes inserted", "4 kB overwritten with noise"])

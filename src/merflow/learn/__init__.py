@@ -13,7 +13,9 @@ Data flows one way through these modules (each imports only those above it):
 * :mod:`.baselines` -- fitted baselines behind the predictor interface networks share;
 * :mod:`.inference` -- a trained network behind that interface, and a finished run's predictor;
 * :mod:`.tracking` -- what a run reports while it trains (history, status, TensorBoard);
-* :mod:`.training` -- the loop, resuming and checkpoints;
+* :mod:`.checkpoints` -- ``last.pt`` and ``best.pt``: what survives between epochs, and when a
+  checkpoint may be resumed;
+* :mod:`.training` -- the loop;
 * :mod:`.evaluation` -- predictions and metrics of a trained run on a part of its split.
 
 The networks themselves are :mod:`merflow.models`; what a run folder holds, :mod:`merflow.runs`.
