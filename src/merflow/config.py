@@ -18,9 +18,9 @@ import jsonschema
 import yaml
 
 from merflow import splits
-from merflow.features import views
 from merflow.datasets import ADAPTERS
 from merflow.errors import ConfigError
+from merflow.features import views
 from merflow.features.registry import (
     FEATURES,
     configurable,

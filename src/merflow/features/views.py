@@ -115,7 +115,10 @@ def join(paths: Sequence[str | os.PathLike], out: str | os.PathLike) -> int:
                 f"{path}: not a clip-level feature table (kind {meta.get('kind')!r}); only "
                 "clip-level features can be fused; re-run its features stage"
             )
-    tables = [read_table(p, FUSABLE_KIND, ["clip_id", *m["columns"]]) for p, m in zip(paths, metas)]
+    tables = [
+        read_table(path, FUSABLE_KIND, ["clip_id", *meta["columns"]])
+        for path, meta in zip(paths, metas, strict=True)
+    ]
     common = sorted(set.intersection(*(set(t.column("clip_id").to_pylist()) for t in tables)))
     arrays, columns, widths = [pa.array(common, pa.string())], [], []
     for table, meta in zip(tables, metas, strict=True):

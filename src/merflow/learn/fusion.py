@@ -57,9 +57,7 @@ def check(model: str, fusion: dict[str, Any], features_path: str) -> None:
 # --- early fusion: selection ---------------------------------------------------------------------
 
 
-def with_selection(
-    zscore: ZScore, train: ClipVectors, fusion: dict[str, Any], seed: int
-) -> ZScore:
+def with_selection(zscore: ZScore, train: ClipVectors, fusion: dict[str, Any], seed: int) -> ZScore:
     """``zscore`` keeping the columns ``fusion['select']`` chooses on the z-scored ``train``
     (``train`` already normalized by ``zscore``); ``zscore`` itself without a selection."""
     if fusion.get("method") != "early" or not fusion.get("select"):
@@ -119,10 +117,8 @@ class LateFusion:
     def view_probabilities(self, features: np.ndarray) -> np.ndarray:
         """``(N, views, classes)``: each view's head on its columns."""
         ones = np.ones(len(features), dtype=np.int64)
-        return np.stack(
-            [h.predict_proba(features[:, a:b], ones) for h, (a, b) in zip(self.heads, self.bounds)],
-            axis=1,
-        )
+        views = zip(self.heads, self.bounds, strict=True)
+        return np.stack([h.predict_proba(features[:, a:b], ones) for h, (a, b) in views], axis=1)
 
     def predict_proba(self, features: np.ndarray, n_valid_frames: np.ndarray) -> np.ndarray:
         per_view = self.view_probabilities(features)
