@@ -75,15 +75,15 @@ def settings(experiment: dict) -> dict[str, Any]:
 
 
 def describe(feature: str, fusion: dict[str, Any] | None) -> str:
-    """How reports name a feature: ``musicnn + essentia, early fusion (ANOVA top-100)``."""
+    """How reports name a feature: ``musicnn + essentia (early fusion, ANOVA top-100)``."""
     if not is_fused(feature):
         return feature
     s = FUSION_DEFAULTS | (fusion or {})
     if s["method"] == "early":
-        detail = SELECT_LABELS[s["select"]].format(**s) if s["select"] else "z-scored, concatenated"
+        detail = SELECT_LABELS[s["select"]].format(**s) if s["select"] else "all columns"
     else:
-        detail = "probabilities averaged" if s["combine"] == "mean" else "stacked (logistic)"
-    return f"{' + '.join(views(feature))}, {s['method']} fusion ({detail})"
+        detail = "probabilities averaged" if s["combine"] == "mean" else "stacked by a logistic"
+    return f"{' + '.join(views(feature))} ({s['method']} fusion, {detail})"
 
 
 def wildcard() -> str:
