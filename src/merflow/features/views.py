@@ -27,7 +27,7 @@ FUSION_DEFAULTS: dict[str, Any] = {
     "select": None,  # early: null | anova (top-k by F-value) | l1 (L1 logistic's non-zeros)
     "k": 100,  # anova: columns kept
     "l1_C": 0.1,  # l1: the inverse regularization strength of the selecting logistic regression
-    "combine": "mean",  # late: mean of the views' class probabilities | stack (logistic)
+    "combine": "average",  # late: the mean of the views' class probabilities | stack (logistic)
     "inner_folds": 5,  # late, stack: folds of the training part the stacker learns from
 }
 SELECT_LABELS = {"anova": "ANOVA top-{k}", "l1": "L1 selection, C {l1_C:g}"}
@@ -82,7 +82,7 @@ def describe(feature: str, fusion: dict[str, Any] | None) -> str:
     if s["method"] == "early":
         detail = SELECT_LABELS[s["select"]].format(**s) if s["select"] else "all columns"
     else:
-        detail = "probabilities averaged" if s["combine"] == "mean" else "stacked by a logistic"
+        detail = "probabilities averaged" if s["combine"] == "average" else "stacked by a logistic"
     return f"{' + '.join(views(feature))} ({s['method']} fusion, {detail})"
 
 

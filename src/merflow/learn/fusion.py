@@ -9,7 +9,7 @@ fitted there), so the test part never informs a choice:
   logistic regression (``l1_C``) gives a non-zero weight; the kept columns are stored with the
   z-score statistics (``norm.npz``), so evaluation and prediction apply the same choice.
 * ``late``: one head (logistic or svm) per view; their class probabilities are averaged
-  (``combine: mean``) or weighed by a logistic regression on their logarithms (``stack``),
+  (``combine: average``) or weighed by a logistic regression on their logarithms (``stack``),
   fitted on out-of-fold probabilities of ``inner_folds`` stratified folds of the training part;
   the views' heads are then refitted on the whole training part.
 
@@ -81,9 +81,17 @@ def make_selector(fusion: dict[str, Any], seed: int, n_columns: int):
     if fusion["select"] == "anova":
         return SelectKBest(f_classif, k=min(fusion["k"], n_columns))
     l1 = LogisticRegression(
-        penalty="l1", C=fusion["l1_C"], solver="saga", max_iter=5000, random_state=seed
+        C=fusion["l1_C"], solver="saga", max_iter=5000, random_state=seed, **_l1_penalty()
     )
     return SelectFromModel(l1, threshold=1e-10)
+
+
+def _l1_penalty() -> dict[str, Any]:
+    """scikit-learn 1.8 spells the L1 penalty ``l1_ratio=1`` (``penalty`` is deprecated)."""
+    import sklearn
+
+    major, minor = (int(p) for p in sklearn.__version__.split(".")[:2])
+    return {"l1_ratio": 1.0} if (major, minor) >= (1, 8) else {"penalty": "l1"}
 
 
 # --- late fusion ---------------------------------------------------------------------------------
@@ -187,7 +195,7 @@ def _fit_stacker(
     if n_folds < 2:
         raise DatasetError(
             "stacking the views needs two training clips of every class at least (inner folds); "
-            "use fusion.combine: mean"
+            "use fusion.combine: average"
         )
     inner = StratifiedKFold(n_folds, shuffle=True, random_state=seed)
     n_classes = len(train.classes)
