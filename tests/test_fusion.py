@@ -4,13 +4,12 @@ and early and late fusion through the workflow with the report naming views and 
 from __future__ import annotations
 
 import copy
-import os
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from workflow_utils import executed_jobs, run_snakemake
+from workflow_utils import planned_jobs, run_snakemake
 
 from merflow.config import experiment_runs, validate
 from merflow.errors import ConfigError
@@ -19,6 +18,7 @@ from merflow.io import write_table
 from merflow.learn.evaluation import predict
 from merflow.learn.recipes import TrainConfig
 from merflow.learn.training import train
+from merflow.predict import load_model
 from merflow.reporting.protocol import mean_interval, repeat_scores
 from merflow.runs import BASELINE_FILE, NORM_FILE, load_arrays
 
@@ -115,6 +115,20 @@ def write_views(folder, garble_test: bool) -> None:
     write_table(split, folder / "split.parquet")
 
 
+def run_config(folder, model: str, fusion: dict) -> TrainConfig:
+    """A run of ``model`` on the views :func:`write_views` wrote into ``folder``."""
+    paths = {f"{name}_path": str(folder / f"{name}.parquet") for name in ("clips", "split")}
+    return TrainConfig.from_dict(
+        {
+            "model": model,
+            "features_path": str(folder / "fused.parquet"),
+            **paths,
+            "fusion": {**FUSION_DEFAULTS, **fusion},
+            "use_gpu": False,
+        }
+    )
+
+
 FUSIONS = {
     "early_anova": ("logistic", {"method": "early", "select": "anova", "k": 5}),
     "early_l1": ("logistic", {"method": "early", "select": "l1", "l1_C": 0.5}),
@@ -133,17 +147,7 @@ def test_the_test_part_changes_no_fitted_statistic(name, tmp_path):
         folder = tmp_path / f"garbled{garble}"
         folder.mkdir()
         write_views(folder, garble)
-        config = TrainConfig.from_dict(
-            {
-                "model": model,
-                "features_path": str(folder / "fused.parquet"),
-                "clips_path": str(folder / "clips.parquet"),
-                "split_path": str(folder / "split.parquet"),
-                "fusion": {**FUSION_DEFAULTS, **fusion},
-                "use_gpu": False,
-            }
-        )
-        train(folder / "run", config)
+        train(folder / "run", run_config(folder, model, fusion))
         table, _ = predict(folder / "run", part="train")
         fitted[garble] = (
             load_arrays(folder / "run" / NORM_FILE),
@@ -161,6 +165,13 @@ def test_the_test_part_changes_no_fitted_statistic(name, tmp_path):
         assert 0 < len(norm["keep"]) < 20  # a selection was made, and stored
     if fusion.get("combine") == "stack":
         assert "stack.coef" in weights
+
+
+def test_predict_refuses_a_model_of_fused_views_in_one_sentence(tmp_path):
+    write_views(tmp_path, garble_test=False)
+    train(tmp_path / "run", run_config(tmp_path, "logistic", {"method": "late"}))
+    with pytest.raises(ConfigError, match="fused views 'musicnn\\+essentia'.*one of its views"):
+        load_model(tmp_path / "run")
 
 
 def test_the_interval_over_repeats_is_the_student_t_interval_of_the_repeat_means():
@@ -231,10 +242,11 @@ def test_early_and_late_fusion_run_through_the_workflow_and_are_reported(tmp_pat
     assert "embeddings + compare_functionals (late fusion, stacked by a logistic)" in late
 
     # a change to one view re-runs the runs that fuse it, and nothing else
-    view = report / "features/compare_functionals.parquet"
-    os.utime(view, (view.stat().st_atime, view.stat().st_mtime + 10))
-    plan = run_snakemake(tmp_path, "-n", configfile=tmp_path / "c.yaml")
-    assert plan.returncode == 0, plan.stderr[-3000:]
-    trained = [w for rule, w in executed_jobs(plan.stdout) if rule == "fit_baseline"]
+    config["features"]["compare_functionals"]["sample_rate"] = 16000
+    jobs = planned_jobs(tmp_path, config)
+    trained = [w for rule, w in jobs if rule == "fit_baseline"]
     assert len(trained) == 2 * 4  # two experiments' fused runs, 2 folds × 2 repeats each
-    assert all("embeddings+compare_functionals" in w.get("feature", "") for w in trained)
+    assert {w["feature"] for w in trained} == {"embeddings+compare_functionals"}
+    assert {w["feature"] for rule, w in jobs if rule == "fuse_features"} == {
+        "embeddings+compare_functionals"
+    }
