@@ -123,8 +123,8 @@ def join(paths: Sequence[str | os.PathLike], out: str | os.PathLike) -> int:
     arrays, columns, widths = [pa.array(common, pa.string())], [], []
     for table, meta in zip(tables, metas, strict=True):
         ids = np.asarray(table.column("clip_id").to_pylist())
-        rows = np.argsort(ids)[np.searchsorted(ids, common, sorter=np.argsort(ids))]
-        picked = table.take(pa.array(rows, pa.int64()))
+        order = np.argsort(ids)
+        picked = table.take(pa.array(order[np.searchsorted(ids, common, sorter=order)]))
         for column in meta["columns"]:
             columns.append(f"{meta['feature']}{COLUMN_SEPARATOR}{column}")
             arrays.append(picked.column(column).combine_chunks())

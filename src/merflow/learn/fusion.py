@@ -111,7 +111,13 @@ class LateFusion:
 
     @classmethod
     def fit(
-        cls, model: str, train: ClipVectors, options: dict, seed: int, features_path: str, fusion
+        cls,
+        model: str,
+        train: ClipVectors,
+        options: dict,
+        seed: int,
+        features_path: str,
+        fusion: dict[str, Any],
     ) -> LateFusion:
         """Fit ``model`` on each view of ``train`` (columns from the table's metadata)."""
         slices = [s for _, s in view_slices(metadata_of(features_path, "clip"))]
