@@ -261,9 +261,7 @@ def experiment_quarantine(wildcards):
     d = f"{R}/{wildcards.dataset}"
     return [f"{d}/quarantine.parquet"] + [
         f"{d}/features/{v}.quarantine.parquet"
-        for v in dict.fromkeys(
-            v for f in mfviews.names(exp) for v in mfviews.views(f)
-        )
+        for v in dict.fromkeys(v for f in mfviews.names(exp) for v in mfviews.views(f))
     ]
 
 
