@@ -25,7 +25,8 @@ def test_the_schema_names_exactly_what_the_registries_hold():
     schema = config.load_schema()
     experiment = schema["properties"]["experiments"]["additionalProperties"]["properties"]
     assert experiment["models"]["items"]["enum"] == list(MODELS)
-    assert experiment["features"]["items"]["enum"] == list(FEATURES)
+    one, fused = experiment["features"]["items"]["anyOf"]  # a feature, or views to fuse
+    assert one["enum"] == fused["items"]["enum"] == list(FEATURES)
     dataset = schema["properties"]["datasets"]["additionalProperties"]["properties"]
     assert dataset["adapter"]["enum"] == list(ADAPTERS)
     sections = set(schema["properties"]["features"]["properties"]) - {"shards"}

@@ -102,6 +102,13 @@ def cmd_provided_features(args: argparse.Namespace) -> None:
     log.info("DEAM's own features: %d windows of %d clips", len(table), len(clips))
 
 
+def cmd_fuse_features(args: argparse.Namespace) -> None:
+    from merflow.features.views import join
+
+    n = join(args.views, args.out)
+    log.info("%d clips with every view of %s", n, args.out.stem)
+
+
 def cmd_import_embeddings(args: argparse.Namespace) -> None:
     from merflow.features import resolve_params
     from merflow.features.imported import import_embeddings
@@ -147,6 +154,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             "model_options": args.model_options,
             "seq_len": None if args.seq_len == "full" else int(args.seq_len),
             "seed": args.seed,
+            "fusion": args.fusion,
             "use_gpu": args.gpu > 0,
             "threads": args.threads,
         }

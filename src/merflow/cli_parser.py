@@ -123,6 +123,11 @@ def _data_commands(command) -> None:
     p.add_argument("--out", type=Path, required=True, help="the feature table to write")
     p.add_argument("--quarantine", type=Path, required=True, help="its quarantine table")
 
+    p = command("fuse-features", "join clip-level views into one table", "cmd_fuse_features")
+    p.add_argument("--views", type=Path, nargs="+", required=True,
+                   help="the views' clip-level feature tables, in the order to fuse")  # fmt: skip
+    p.add_argument("--out", type=Path, required=True, help="the fused table to write")
+
     p = command(
         "import-embeddings", "your own embeddings as a feature table", "cmd_import_embeddings"
     )
@@ -164,6 +169,8 @@ def _model_commands(command) -> None:
     p.add_argument("--train", type=json_object, default={},
                    help="training settings (JSON): epochs, lr and the recipe keys; unset keys "
                    "keep the paper recipe")  # fmt: skip
+    p.add_argument("--fusion", type=json_object, default={},
+                   help="fused views: the experiment's fusion settings (JSON)")  # fmt: skip
     p.add_argument("--gpu", type=int, default=1, help="0 forces the CPU")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
 

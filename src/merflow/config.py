@@ -20,6 +20,7 @@ import yaml
 from merflow import splits
 from merflow.datasets import ADAPTERS
 from merflow.errors import ConfigError
+from merflow.features import views
 from merflow.features.registry import (
     FEATURES,
     configurable,
@@ -30,7 +31,7 @@ from merflow.features.registry import (
 )
 from merflow.features.windows import WINDOW_S
 from merflow.learn import recipes
-from merflow.models.registry import MODELS
+from merflow.models.registry import MODELS, fusing
 from merflow.pretrained.cache import is_cached
 from merflow.runs import NO_SEQ_LEN, Run
 from merflow.schema import describe_schema_error, load_schema, schema_defaults
@@ -81,10 +82,11 @@ def _check_semantics(config: dict) -> None:
                 f"config error: experiment '{name}' uses dataset '{exp['dataset']}', which is not "
                 f"defined under 'datasets' (defined: {', '.join(sorted(datasets))})"
             )
+        _check_fusion(name, exp)
         _check_pairs(name, exp)
         _check_split(name, exp)
         _check_installed(name, exp)
-        for feature in set(exp["features"]) & set(imported()):
+        for feature in set(_view_names(exp)) & set(imported()):
             _check_import_path(config, name, feature)
         sequence_models = [m for m in exp["models"] if MODELS[m].sequence]
         if sequence_models and not exp.get("seq_len"):
@@ -128,7 +130,7 @@ def _check_split(experiment: str, exp: dict) -> None:
 
 def _check_installed(experiment: str, exp: dict) -> None:
     """Features that need an optional extra (Essentia): refused now, naming the extra."""
-    for feature in exp["features"]:
+    for feature in _view_names(exp):
         try:
             require_installed(feature)
         except ConfigError as exc:
@@ -148,7 +150,12 @@ def _check_import_path(config: dict, experiment: str, feature: str) -> None:
 
 def _features_of_kind(exp: dict, kind: str) -> list[str]:
     """The experiment's features of ``kind`` that have parameters (a ``features:`` section)."""
-    return [f for f in exp["features"] if FEATURES[f].kind == kind and f in configurable()]
+    return [f for f in _view_names(exp) if FEATURES[f].kind == kind and f in configurable()]
+
+
+def _view_names(exp: dict) -> list[str]:
+    """Every feature the experiment reads, each view of a fused entry too, once."""
+    return list(dict.fromkeys(v for f in views.names(exp) for v in views.views(f)))
 
 
 def _check_windows(config: dict, experiment: str, exp: dict) -> None:
@@ -184,12 +191,34 @@ def _check_input_frames(config: dict, experiment: str, exp: dict) -> None:
 
 
 def pairs(exp: dict) -> list[tuple[str, str]]:
-    """(feature, model) of an experiment: each model on each of its features it takes."""
+    """(feature, model) of an experiment: each model on each of its features it takes, and on
+    its fused views if it can fuse them as ``fusion.method`` says."""
+    method = views.settings(exp)["method"]
     return [
         (feature, model)
-        for feature, model in itertools.product(exp["features"], exp["models"])
-        if FEATURES[feature].kind in MODELS[model].inputs
+        for feature, model in itertools.product(views.names(exp), exp["models"])
+        if views.kind(feature) in MODELS[model].inputs
+        and (not views.is_fused(feature) or method in MODELS[model].fusion)
     ]
+
+
+def _check_fusion(experiment: str, exp: dict) -> None:
+    """Fused entries hold clip-level views, and ``fusion:`` comes with one at least."""
+    fused = [f for f in views.names(exp) if views.is_fused(f)]
+    for feature in fused:
+        views.check(experiment, feature)
+    method = views.settings(exp)["method"]
+    if fused and not any(method in MODELS[m].fusion for m in exp["models"]):
+        raise ConfigError(
+            f"config error: experiment '{experiment}' fuses {', '.join(fused)} ({method} "
+            f"fusion), which none of its models does; models that do: "
+            f"{', '.join(fusing(method))}"
+        )
+    if "fusion" in exp and not fused:
+        raise ConfigError(
+            f"config error: experiment '{experiment}' sets 'fusion' but fuses no views; list the "
+            "views to fuse in 'features', e.g. features: [[musicnn, essentia]]"
+        )
 
 
 def _check_pairs(experiment: str, exp: dict) -> None:
@@ -203,7 +232,7 @@ def _check_pairs(experiment: str, exp: dict) -> None:
                 f"config error: experiment '{experiment}' trains model '{model}' on none of its "
                 f"features; {model} takes {' or '.join(kinds)} features: {', '.join(allowed)}"
             )
-    for feature in exp["features"]:
+    for feature in views.names(exp):
         if not any(f == feature for f, _ in paired):
             kind = FEATURES[feature].kind
             allowed = [name for name, m in MODELS.items() if kind in m.inputs]
@@ -222,7 +251,7 @@ def experiments_lacking_weights(config: dict) -> dict[str, list[str]]:
             continue
         needed = {
             model
-            for feature in exp["features"]
+            for feature in _view_names(exp)
             if FEATURES[feature].computed
             for model in weights_needed(feature, feature_params(config, feature))
         }

@@ -49,6 +49,7 @@ from merflow.errors import AudioError, ConfigError, DatasetError
 from merflow.export import FORMAT, MODEL_FILE, WEIGHTS_FILE, run_spec
 from merflow.features.clip import DecodedClip
 from merflow.features.registry import FEATURES, columns, computed, resolve_params
+from merflow.features.views import is_fused
 from merflow.features.windows import window_end_times
 from merflow.io import atomic_path, read_json, write_json, write_table
 from merflow.learn import baselines
@@ -230,6 +231,11 @@ def _exported_predictor(path: Path, spec: dict, device: torch.device):
 
 def _feature_params(path: Path, spec: dict) -> dict:
     feature = spec["feature"]
+    if is_fused(feature):
+        raise ConfigError(
+            f"{path}: the model reads the fused views '{feature}', which predict does not "
+            "compute yet; to tag new audio, train on one of its views alone"
+        )
     if feature not in FEATURES or not FEATURES[feature].computed:
         raise ConfigError(
             f"{path}: the model reads feature '{feature}', which merflow cannot compute from "

@@ -32,7 +32,9 @@ def load_schema() -> dict:
     schema = yaml.safe_load(resources.files("merflow").joinpath(SCHEMA_FILE).read_text())
     experiment = schema["properties"]["experiments"]["additionalProperties"]["properties"]
     experiment["models"]["items"] = {"enum": list(MODELS)}
-    experiment["features"]["items"] = {"enum": list(FEATURES)}
+    one = {"enum": list(FEATURES)}
+    views = {"type": "array", "items": one, "minItems": 2, "uniqueItems": True}
+    experiment["features"]["items"] = {"anyOf": [one, views]}  # a feature, or views to fuse
     dataset = schema["properties"]["datasets"]["additionalProperties"]["properties"]
     dataset["adapter"] = {"enum": list(ADAPTERS)}
     dataset["duration_s"]["minimum"] = WINDOW_S  # a synthetic clip holds one window at least
@@ -103,6 +105,11 @@ def describe_schema_error(
             f"the name {error.instance!r} under '{key}' cannot be used in file paths and rule "
             "wildcards; use only letters, digits, '_' and '-' (e.g. "
             f"{_safe_name(error.instance)!r})"
+        )
+    elif error.validator == "anyOf" and list(error.absolute_path)[-2:-1] == ["features"]:
+        detail = (
+            f"'{key}' is {error.instance!r}; give a feature name ({', '.join(FEATURES)}) or a "
+            "list of two or more different clip-level features to fuse, e.g. [musicnn, essentia]"
         )
     elif error.validator == "required":
         detail = f"{error.message} (in '{key}')"

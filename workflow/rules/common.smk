@@ -16,6 +16,7 @@ from merflow.audio import SUPPORTED_SUFFIXES
 from merflow.errors import ConfigError
 from merflow.features import imported as mfimported
 from merflow.features import registry as features
+from merflow.features import views as mfviews
 from merflow.models import registry as models
 from merflow.pretrained import cache as mfpretrained
 
@@ -57,6 +58,7 @@ N_SHARDS = config["features"]["shards"]
 ENV = "../../envs/merflow.yaml"
 COMPUTED_FEATURES = "|".join(features.computed())
 IMPORTED_FEATURES = "|".join(features.imported())
+FUSED_FEATURES = mfviews.fused_wildcard()
 NETWORKS = "|".join(models.names(baseline=False))
 BASELINES = "|".join(models.names(baseline=True))
 RUN = f"{R}/{mfruns.RUN_PATTERN}"
@@ -65,7 +67,7 @@ RUN = f"{R}/{mfruns.RUN_PATTERN}"
 wildcard_constraints:
     dataset=r"[A-Za-z0-9_\-]+",
     experiment=r"[A-Za-z0-9_\-]+",
-    feature="|".join(features.FEATURES),
+    feature=mfviews.wildcard(),
     shard=r"\d+",
     seed=r"\d+",
     split=r"[A-Za-z0-9_\-]+",
@@ -226,6 +228,19 @@ def model_options_json(wildcards):
     return as_json(mfconfig.model_options(config, wildcards.model))
 
 
+def view_tables(wildcards):
+    """The tables of a fused feature's views, in the order they are fused."""
+    d = f"{R}/{wildcards.dataset}/features"
+    return [f"{d}/{view}.parquet" for view in mfviews.views(wildcards.feature)]
+
+
+def fusion_json(wildcards):
+    """How a fused feature's views are fused ({} for one feature: its runs do not depend on it)."""
+    if not mfviews.is_fused(wildcards.feature):
+        return as_json({})
+    return as_json(mfviews.settings(config["experiments"][wildcards.experiment]))
+
+
 def train_settings_json(wildcards):
     return as_json(mfconfig.train_settings(config, wildcards.experiment))
 
@@ -245,7 +260,8 @@ def experiment_quarantine(wildcards):
     exp = config["experiments"][wildcards.experiment]
     d = f"{R}/{wildcards.dataset}"
     return [f"{d}/quarantine.parquet"] + [
-        f"{d}/features/{f}.quarantine.parquet" for f in exp["features"]
+        f"{d}/features/{v}.quarantine.parquet"
+        for v in dict.fromkeys(v for f in mfviews.names(exp) for v in mfviews.views(f))
     ]
 
 

@@ -111,3 +111,22 @@ rule provided_features:
     shell:
         "python3 -m merflow provided-features --clips {input.clips:q} --root {params.root:q}"
         " --out {output.table:q} --quarantine {output.quarantine:q} > {log:q} 2>&1"
+
+
+# Views fused in one experiment (features: [[musicnn, essentia]]): their tables joined into one
+# clip-level table, so a change to one view re-runs exactly the runs that fuse it.
+rule fuse_features:
+    input:
+        views=view_tables,
+    output:
+        table=f"{R}/{{dataset}}/features/{{feature}}.parquet",
+    log:
+        f"{R}/logs/features/{{dataset}}/{{feature}}/fuse.log",
+    wildcard_constraints:
+        feature=FUSED_FEATURES,
+    conda:
+        ENV
+    threads: 1
+    shell:
+        "python3 -m merflow fuse-features --views {input.views:q} --out {output.table:q}"
+        " > {log:q} 2>&1"

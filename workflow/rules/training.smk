@@ -26,12 +26,14 @@ rule train:
     params:
         model_options=model_options_json,
         train=train_settings_json,
+        fusion=fusion_json,
         run_dir=output_folder,
     shell:
         "python3 -m merflow train --run-dir {params.run_dir:q} --model {wildcards.model:q}"
         " --features {input.features:q} --clips {input.clips:q} --targets {input.targets:q}"
         " --split {input.split:q} --seq-len {wildcards.seq_len:q} --seed {wildcards.seed}"
         " --model-options {params.model_options:q} --train {params.train:q}"
+        " --fusion {params.fusion:q}"
         " --gpu {resources.gpu} --threads {threads} > {log:q} 2>&1"
 
 
@@ -50,12 +52,14 @@ rule fit_baseline:
     threads: 1
     params:
         model_options=model_options_json,
+        fusion=fusion_json,
         run_dir=output_folder,
     shell:
         "python3 -m merflow train --run-dir {params.run_dir:q} --model {wildcards.model:q}"
         " --features {input.features:q} --clips {input.clips:q} --targets {input.targets:q}"
         " --split {input.split:q} --seq-len {wildcards.seq_len:q} --seed {wildcards.seed}"
-        " --model-options {params.model_options:q} --gpu 0 --threads {threads} > {log:q} 2>&1"
+        " --model-options {params.model_options:q} --fusion {params.fusion:q}"
+        " --gpu 0 --threads {threads} > {log:q} 2>&1"
 
 
 rule evaluate:

@@ -119,13 +119,13 @@ class LogisticBaseline(Baseline):
             C=settings["C"], max_iter=settings["max_iter"], random_state=seed
         )
         model.fit(x, train.labels)
-        coef, intercept = _full_class_weights(model, len(train.classes))
+        coef, intercept = full_class_weights(model, len(train.classes))
         return cls(centre=centre, scale=scale, coef=coef, intercept=intercept)
 
     def predict_proba(self, features: np.ndarray, n_valid_frames: np.ndarray) -> np.ndarray:
         w = self.weights
         stats = (clip_statistics(features, n_valid_frames) - w["centre"]) / w["scale"]
-        return _softmax(stats @ w["coef"].T + w["intercept"])
+        return softmax(stats @ w["coef"].T + w["intercept"])
 
 
 class SvmBaseline(Baseline):
@@ -158,7 +158,7 @@ class SvmBaseline(Baseline):
             decision = np.stack([-decision, decision], axis=1)
         logits = np.full((len(x), int(w["n_classes"])), -np.inf)
         logits[:, model.classes_] = decision
-        return _softmax(logits)
+        return softmax(logits)
 
     def _fitted(self):
         if not hasattr(self, "_model"):
@@ -215,7 +215,7 @@ def clip_statistics(features: np.ndarray, n_valid_frames: np.ndarray) -> np.ndar
     return np.asarray(rows).reshape(len(features), 2 * features.shape[1])
 
 
-def _full_class_weights(model, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+def full_class_weights(model, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """Softmax weights with one row per class of the dataset.
 
     sklearn keeps rows only for classes seen in training and, with two classes, a single
@@ -233,7 +233,7 @@ def _full_class_weights(model, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
     return full_coef, full_intercept
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
+def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(1, keepdims=True)
     exp = np.exp(shifted)
     return (exp / exp.sum(1, keepdims=True)).astype(np.float32)
@@ -245,12 +245,23 @@ def fit(name: str, train: WindowedClips | FrameClips, options: dict, *, seed: in
 
 
 def load(path: str | os.PathLike, fix: str = runs.RETRAIN) -> Baseline:
-    """A fitted baseline from its ``baseline.npz``."""
+    """A fitted baseline from its ``baseline.npz`` (late-fused views too:
+    :class:`merflow.learn.fusion.LateFusion`)."""
     weights = runs.load_arrays(path, fix)
     try:
-        return _baseline_class(str(weights.pop("baseline")))(**weights)
+        name = str(weights.pop("baseline"))
+        if "fusion" in weights:
+            from merflow.learn.fusion import LateFusion
+
+            return LateFusion.from_weights(name, weights)
+        return from_weights(name, weights)
     except (KeyError, TypeError, ConfigError) as exc:
         raise runs.damaged(Path(path), exc, fix) from None
+
+
+def from_weights(name: str, weights: dict[str, np.ndarray]) -> Baseline:
+    """Baseline ``name`` with its stored ``weights``."""
+    return _baseline_class(name)(**weights)
 
 
 def _baseline_class(name: str) -> type[Baseline]:

@@ -412,6 +412,7 @@ class ZScore:
     mean: np.ndarray
     std: np.ndarray
     axis: int = -1
+    keep: np.ndarray | None = None  # clip vectors: the columns kept (fused views' selection)
 
     @classmethod
     def fit_windows(cls, clips: WindowedClips) -> ZScore:
@@ -451,7 +452,8 @@ class ZScore:
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         shape = (-1,) if self.axis == -1 else (-1, 1)
-        return ((x - self.mean.reshape(shape)) / self.std.reshape(shape)).astype(np.float32)
+        z = ((x - self.mean.reshape(shape)) / self.std.reshape(shape)).astype(np.float32)
+        return z if self.keep is None else z[..., self.keep]
 
     def save(self, path: str | os.PathLike, feature_names: Sequence[str] = ()) -> None:
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
@@ -461,12 +463,13 @@ class ZScore:
                 std=self.std,
                 axis=np.int64(self.axis),
                 feature_names=np.array(list(feature_names), dtype=str),
+                **({} if self.keep is None else {"keep": self.keep}),
             )
 
     @classmethod
     def load(cls, path: str | os.PathLike, fix: str = runs.RETRAIN) -> ZScore:
         stored = runs.load_arrays(path, fix)
         try:
-            return cls(stored["mean"], stored["std"], int(stored["axis"]))
+            return cls(stored["mean"], stored["std"], int(stored["axis"]), stored.get("keep"))
         except (KeyError, TypeError, ValueError) as exc:
             raise runs.damaged(Path(path), exc, fix) from None

@@ -64,6 +64,7 @@ class TrainConfig:
     split_path: str
     targets_path: str | None = None
     model_options: dict = field(default_factory=dict)
+    fusion: dict = field(default_factory=dict)  # fused views: merflow.features.views settings
     seq_len: int | None = None
     hop: int | None = None  # windows between training chunk starts (default seq_len)
     random_offset: bool = False  # shift each song's chunk grid randomly every epoch

@@ -20,6 +20,7 @@ import pandas as pd
 
 from merflow.errors import ConfigError, DatasetError
 from merflow.io import write_table
+from merflow.learn import fusion
 from merflow.learn.data import (
     FrameClips,
     WindowedClips,
@@ -88,7 +89,9 @@ def prepare_data(config: TrainConfig) -> RunData:
     if kind == "windows":
         zscore, names = ZScore.fit_windows(train), train.feature_names
     elif kind == "clip":
+        fusion.check(config.model, config.fusion, config.features_path)
         zscore, names = ZScore.fit_vectors(train), list(meta.get("columns", []))
+        zscore = fusion.with_selection(zscore, train.normalized(zscore), config.fusion, config.seed)
     else:
         zscore, names = ZScore.fit_frames(train), []
     return RunData(

@@ -54,6 +54,7 @@ from merflow.learn.checkpoints import (
     save_atomic,
 )
 from merflow.learn.data import ClipVectors, FrameClips, WindowedClips
+from merflow.learn.fusion import LateFusion
 from merflow.learn.inference import NetworkPredictor
 from merflow.learn.recipe_pieces import (
     batch_order,
@@ -187,7 +188,12 @@ def _fit_baseline(
     run_dir: Path, config: TrainConfig, data: RunData, options: dict
 ) -> tuple[dict, int]:
     started = time.perf_counter()
-    fitted = baselines.fit(config.model, data.train, options, seed=config.seed)
+    if config.fusion.get("method") == "late":
+        fitted = LateFusion.fit(
+            config.model, data.train, options, config.seed, config.features_path, config.fusion
+        )
+    else:
+        fitted = baselines.fit(config.model, data.train, options, seed=config.seed)
     fitted.save(run_dir / BASELINE_FILE)
     train_loss, train_metric = score(fitted, data.train)
     val_loss, val_metric = score(fitted, data.val)

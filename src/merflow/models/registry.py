@@ -36,6 +36,8 @@ class ModelSpec:
     ``seq_len`` chunks of windows. ``baseline``: a deterministic fit on the CPU, one run for
     every seed. ``feature_options``: options a paper sets per input feature (Malik's dropout
     on log-mel).
+    ``fusion``: the ways it learns from fused views (``early``: one head on the views
+    concatenated; ``late``: one head per view, then combined; :mod:`merflow.learn.fusion`).
     ``threads``: the CPU threads a training job of it asks for; tiny recurrent networks run no
     faster on two, and lose several times over when another job shares the cores
     (bench/training.py --threads).
@@ -51,6 +53,7 @@ class ModelSpec:
     baseline: bool = False
     paper: str | None = None
     feature_options: str | None = None
+    fusion: tuple[str, ...] = ()
     threads: int = 1
 
     def builder(self) -> Any:
@@ -110,7 +113,7 @@ MODELS: dict[str, ModelSpec] = catalog(
     ),
     ModelSpec(
         "mlp", "classification", ("clip",), "MLP head", "merflow.models.heads:build_mlp",
-        f"{OPTIONS}:MLP",
+        f"{OPTIONS}:MLP", fusion=("early",),
     ),
     ModelSpec(
         "mean", "regression", ("windows",), "training mean (baseline)",
@@ -127,10 +130,12 @@ MODELS: dict[str, ModelSpec] = catalog(
     ModelSpec(
         "logistic", "classification", ("frames", "clip"), "logistic regression (baseline)",
         f"{BASELINES}:LogisticBaseline", f"{OPTIONS}:LOGISTIC", baseline=True,
+        fusion=("early", "late"),
     ),
     ModelSpec(
         "svm", "classification", ("frames", "clip"), "SVM (RBF kernel)",
         f"{BASELINES}:SvmBaseline", f"{OPTIONS}:SVM", baseline=True,
+        fusion=("early", "late"),
     ),
 )  # fmt: skip
 
@@ -172,6 +177,11 @@ def resolve(target: str) -> Any:
     for part in path.split("."):
         value = getattr(value, part)
     return value
+
+
+def fusing(method: str) -> list[str]:
+    """Models that learn from views fused by ``method`` (``early`` or ``late``)."""
+    return [m.name for m in MODELS.values() if method in m.fusion]
 
 
 def accepting(kind: str) -> Iterable[str]:

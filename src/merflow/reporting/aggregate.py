@@ -21,6 +21,7 @@ from merflow.reporting import figures
 from merflow.reporting.context import ReportContext
 from merflow.reporting.index import read_quarantine, run_exclusions, write_experiment_index
 from merflow.reporting.malik import build_malik_report
+from merflow.reporting.protocol import build_protocol_report
 from merflow.reporting.render import write_text
 from merflow.reporting.runs import RunResult, group_runs, load_runs, summary_frame
 from merflow.reporting.velankar import build_velankar_report
@@ -68,6 +69,7 @@ def _write_report(
         build_malik_report(ctx, regression)
     if classification:
         build_velankar_report(ctx, classification)
+        build_protocol_report(ctx, classification)
     learning_curve_figures(ctx, runs)
     write_data_files(ctx, runs)
 

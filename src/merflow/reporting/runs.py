@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from merflow.errors import DatasetError
+from merflow.features.views import describe
 from merflow.models.registry import MODELS
 from merflow.runs import (
     HISTORY_FILE,
@@ -85,6 +86,11 @@ class RunResult:
     def key(self) -> tuple[str, str, str]:
         """The configuration a run belongs to: runs with the same key differ in seed/split."""
         return (self.feature, self.model, self.seq_len)
+
+    @property
+    def feature_label(self) -> str:
+        """The feature as reports name it: fused views with their fusion."""
+        return describe(self.feature, self.record.get("config", {}).get("fusion"))
 
     @property
     def is_baseline(self) -> bool:

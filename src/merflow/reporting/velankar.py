@@ -144,7 +144,7 @@ def overview_table(
         group = groups[key]
         row: dict[str, Any] = {
             "model": model_label(key[1]),
-            "feature": key[0],
+            "feature": group[0].feature_label,
             "n_runs": len(group),
         }
         for metric in OVERVIEW_METRICS:
