@@ -9,6 +9,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from merflow.errors import ConfigError, DatasetError
 from merflow.learn import baselines
 from merflow.learn.data import FrameClips, WindowedClips
+from merflow.learn.fitted import load as load_fitted
 
 
 def windowed(seed: int = 0, n_clips: int = 5, n_windows: int = 12) -> WindowedClips:
@@ -41,7 +42,7 @@ def test_ridge_equals_sklearn_and_survives_saving(tmp_path):
     train, test = windowed(0), windowed(1)
     fitted = baselines.fit("ridge", train, {"alpha": 0.5}, seed=0)
     fitted.save(tmp_path / "baseline.npz")
-    loaded = baselines.load(tmp_path / "baseline.npz")
+    loaded = load_fitted(tmp_path / "baseline.npz")
     reference = Ridge(alpha=0.5).fit(np.concatenate(train.features), np.concatenate(train.targets))
     for x, predicted in zip(test.features, loaded.predict_windows(test.features), strict=True):
         np.testing.assert_allclose(predicted, reference.predict(x), rtol=1e-4, atol=1e-5)
@@ -62,7 +63,7 @@ def test_logistic_uses_valid_frame_statistics_and_matches_sklearn(tmp_path):
     train, test = frames(0), frames(1)
     fitted = baselines.fit("logistic", train, {"C": 0.5}, seed=0)
     fitted.save(tmp_path / "baseline.npz")
-    loaded = baselines.load(tmp_path / "baseline.npz")
+    loaded = load_fitted(tmp_path / "baseline.npz")
 
     def statistics(data: FrameClips) -> np.ndarray:  # independent of baselines.clip_statistics
         return np.array(

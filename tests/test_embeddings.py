@@ -24,6 +24,7 @@ from merflow.features.registry import FEATURES
 from merflow.io import read_table, write_table
 from merflow.learn import baselines
 from merflow.learn.data import ClipVectors
+from merflow.learn.fitted import load as load_fitted
 from merflow.pretrained import cache, fetch
 
 SR = 16000
@@ -278,7 +279,7 @@ def test_clip_vector_baselines_learn_separable_classes(name, tmp_path):
     train, test = clusters(60, 0), clusters(40, 1)
     fitted = baselines.fit(name, train, {}, seed=0)
     fitted.save(tmp_path / "b.npz")
-    again = baselines.load(tmp_path / "b.npz")
+    again = load_fitted(tmp_path / "b.npz")
     p = again.predict_proba(test.features, test.n_valid_frames)
     assert p.shape == (40, 3) and np.allclose(p.sum(1), 1, atol=1e-5)
     assert (p.argmax(1) == test.labels).mean() >= 0.8

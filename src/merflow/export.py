@@ -27,7 +27,7 @@ from merflow import models
 from merflow.errors import DatasetError
 from merflow.features.windows import WINDOW_S
 from merflow.io import atomic_dir, write_json
-from merflow.learn import baselines
+from merflow.learn import fitted
 from merflow.learn.data import TARGET_NAMES, ZScore, read_split
 from merflow.learn.inference import PREDICTION_BATCH_FACTOR, network_from_checkpoint
 from merflow.learn.recipes import TrainConfig
@@ -137,7 +137,7 @@ def export(run_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
     record = read_record(run_dir)
     with atomic_dir(out_dir) as staging:
         if spec["baseline"]:
-            baselines.load(run_dir / BASELINE_FILE)  # whole and plain, as predict reads it
+            fitted.load(run_dir / BASELINE_FILE)  # whole and plain, as predict reads it
             _copy(run_dir / BASELINE_FILE, staging / BASELINE_FILE)
         else:
             spec["build"] = _write_weights(run_dir / BEST_FILE, staging / WEIGHTS_FILE)

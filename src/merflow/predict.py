@@ -52,7 +52,7 @@ from merflow.features.registry import FEATURES, columns, computed, resolve_param
 from merflow.features.views import is_fused
 from merflow.features.windows import window_end_times
 from merflow.io import atomic_path, read_json, write_json, write_table
-from merflow.learn import baselines
+from merflow.learn import baselines, fitted
 from merflow.learn.data import ZScore
 from merflow.learn.inference import NetworkPredictor, load_predictor
 from merflow.learn.sequences import chunk_starts
@@ -211,7 +211,7 @@ def _read_model_file(path: Path) -> dict[str, Any]:
 
 def _exported_predictor(path: Path, spec: dict, device: torch.device):
     if spec["baseline"]:
-        return baselines.load(path / BASELINE_FILE, REEXPORT)
+        return fitted.load(path / BASELINE_FILE, REEXPORT)
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 

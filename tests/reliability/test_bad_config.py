@@ -35,7 +35,7 @@ def changed(edit) -> dict:
 MISTAKES = {
     "unknown feature of an experiment": (
         lambda c: c["experiments"]["malik"].update(features=["mfcc"]),
-        "'experiments.malik.features.0' is 'mfcc'; allowed values",
+        "'experiments.malik.features.0' is 'mfcc'; give a feature name (logmel,",
     ),
     "unknown feature section": (
         lambda c: c["features"].update(mfcc={}),

@@ -23,7 +23,7 @@ from workflow_utils import run_snakemake
 from merflow.datasets.index import build_index
 from merflow.errors import MerflowError
 from merflow.io import read_table, write_json
-from merflow.learn import baselines
+from merflow.learn import fitted
 from merflow.learn.checkpoints import resume
 from merflow.learn.data import ZScore
 from merflow.learn.inference import load_predictor
@@ -73,7 +73,7 @@ def test_a_last_checkpoint_with_a_pickled_object_is_set_aside_unread(tmp_path, c
 
 
 @pytest.mark.parametrize(
-    ("name", "load"), [("norm.npz", ZScore.load), ("baseline.npz", baselines.load)]
+    ("name", "load"), [("norm.npz", ZScore.load), ("baseline.npz", fitted.load)]
 )
 def test_npz_files_with_pickled_objects_are_refused(name, load, tmp_path):
     payload = np.empty(1, dtype=object)

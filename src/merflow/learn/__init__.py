@@ -11,6 +11,7 @@ Data flows one way through these modules (each imports only those above it):
 * :mod:`.run_data` -- one run's training and validation parts, normalized and fingerprinted;
 * :mod:`.recipe_pieces` -- crops, masks, sampling, schedules: what a recipe plugs into the loop;
 * :mod:`.baselines` -- fitted baselines behind the predictor interface networks share;
+* :mod:`.fusion` -- views fused early or late; :mod:`.fitted` loads a baseline or late-fused views;
 * :mod:`.inference` -- a trained network behind that interface, and a finished run's predictor;
 * :mod:`.tracking` -- what a run reports while it trains (history, status, TensorBoard);
 * :mod:`.checkpoints` -- ``last.pt`` and ``best.pt``: what survives between epochs, and when a

@@ -30,12 +30,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
-from merflow import runs
 from merflow.errors import ConfigError, DatasetError
 from merflow.io import atomic_path
 from merflow.learn.data import FrameClips, WindowedClips
@@ -242,21 +240,6 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 def fit(name: str, train: WindowedClips | FrameClips, options: dict, *, seed: int) -> Baseline:
     """Fit baseline ``name`` on the (normalized) training part."""
     return _baseline_class(name).fit(train, dict(options), seed)
-
-
-def load(path: str | os.PathLike, fix: str = runs.RETRAIN) -> Baseline:
-    """A fitted baseline from its ``baseline.npz`` (late-fused views too:
-    :class:`merflow.learn.fusion.LateFusion`)."""
-    weights = runs.load_arrays(path, fix)
-    try:
-        name = str(weights.pop("baseline"))
-        if "fusion" in weights:
-            from merflow.learn.fusion import LateFusion
-
-            return LateFusion.from_weights(name, weights)
-        return from_weights(name, weights)
-    except (KeyError, TypeError, ConfigError) as exc:
-        raise runs.damaged(Path(path), exc, fix) from None
 
 
 def from_weights(name: str, weights: dict[str, np.ndarray]) -> Baseline:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from merflow import models
-from merflow.learn import baselines
+from merflow.learn import fitted
 from merflow.learn.recipe_pieces import eval_crop_starts, moving_average
 from merflow.learn.recipes import TrainConfig
 from merflow.learn.sequences import chunk_starts, stitch_song_predictions
@@ -130,7 +130,7 @@ def load_predictor(run_dir: str | os.PathLike, device: torch.device | None = Non
     run_dir = Path(run_dir)
     config = TrainConfig.from_dict(read_record(run_dir)["config"])
     if models.spec(config.model).baseline:
-        return baselines.load(run_dir / BASELINE_FILE)
+        return fitted.load(run_dir / BASELINE_FILE)
     device = device or torch.device("cpu")
     model, _ = network_from_checkpoint(run_dir / BEST_FILE, device)
     return NetworkPredictor.for_config(model, device, config)
