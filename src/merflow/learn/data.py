@@ -274,8 +274,12 @@ class FrameClips:
 
     def select(self, clip_ids: Iterable[str]) -> FrameClips:
         wanted = set(clip_ids)
-        keep = np.array([i for i, c in enumerate(self.clip_ids) if c in wanted], dtype=np.int64)
-        return FrameClips(
+        return self.take([i for i, c in enumerate(self.clip_ids) if c in wanted])
+
+    def take(self, rows: Sequence[int]) -> FrameClips:
+        """The clips at positions ``rows``, in that order."""
+        keep = np.asarray(rows, dtype=np.int64)
+        return type(self)(
             [self.clip_ids[i] for i in keep],
             self.features[keep],
             self.n_valid_frames[keep],
@@ -296,9 +300,6 @@ class FrameClips:
 class ClipVectors(FrameClips):
     """One feature vector per clip (a clip-level feature), with the clip's class index:
     ``features`` is ``(N, D)``; every clip is one valid "frame" (``n_valid_frames`` all 1)."""
-
-    def select(self, clip_ids: Iterable[str]) -> ClipVectors:
-        return ClipVectors(**vars(super().select(clip_ids)))
 
     def normalized(self, zscore: ZScore) -> ClipVectors:
         return ClipVectors(**vars(super().normalized(zscore)))

@@ -178,16 +178,6 @@ def _columns(data: ClipVectors, columns: slice) -> ClipVectors:
     )
 
 
-def _rows(data: ClipVectors, rows: np.ndarray) -> ClipVectors:
-    return ClipVectors(
-        [data.clip_ids[i] for i in rows],
-        data.features[rows],
-        data.n_valid_frames[rows],
-        data.labels[rows],
-        data.classes,
-    )
-
-
 def _fit_stacker(
     model: str, train: ClipVectors, options: dict, seed: int, slices: list[slice], folds: int
 ) -> dict[str, np.ndarray]:
@@ -207,7 +197,7 @@ def _fit_stacker(
     n_classes = len(train.classes)
     out_of_fold = np.zeros((len(train.labels), len(slices), n_classes))
     for fit_rows, held_rows in inner.split(train.features, train.labels):
-        part = _rows(train, fit_rows)
+        part = train.take(fit_rows)
         late = LateFusion(
             model,
             [baselines.fit(model, _columns(part, s), options, seed=seed) for s in slices],
