@@ -35,6 +35,7 @@ MUSICNN = {"model": "MSD_musicnn", "layer": "max_pool"}  # the best single view 
 SPLIT = {"method": "kfold", "n_folds": 5, "repeats": 3, "seed": 0}
 FUSIONS = {  # experiment suffix: fusion settings
     "early": {"method": "early"},
+    "early_equal": {"method": "early", "view_weights": "equal"},
     "early_anova": {"method": "early", "select": "anova", "k": 256},
     "late": {"method": "late", "combine": "average"},
     "late_stack": {"method": "late", "combine": "stack"},
@@ -128,7 +129,9 @@ def table(results: pd.DataFrame) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["logistic"], choices=["logistic", "svm"])
+    parser.add_argument(
+        "--models", nargs="+", default=["logistic"], choices=["logistic", "svm", "mlp"]
+    )
     driver.add_run_arguments(parser, "merflow-fusion", gpus=0)
     return parser.parse_args(argv)
 
