@@ -9,7 +9,8 @@ two folders: ``egemaps`` (musicnn, essentia, compare_functionals eGeMAPSv02) and
 ``embeddings``: the same vectors, not computed twice). Prints the table of docs/embeddings.md
 (also ``OUT/fusion.md``, runs in ``OUT/fusion.csv``):
 
-    nice -n 10 .venv/bin/python bench/fusion.py [--models logistic svm] [--cores 2] [--out DIR]
+    nice -n 10 .venv/bin/python bench/fusion.py [--models logistic svm] [--fusions early ...]
+        [--folders egemaps compare] [--cores 2] [--out DIR]
 
 Per row: macro-F1, the mean over the 3 repeats (each the mean of its 5 folds) ± the half-width
 of the Student-t 95 % interval over repeats (merflow.reporting.protocol); Q3 and Q4 F1 (mean over
@@ -61,9 +62,11 @@ def configs(args) -> dict[str, dict]:
     entry, _, _ = driver.dataset_entry("4q", args, args.out)
     common = {"dataset": "4q", "seeds": [0], "split": SPLIT, "models": list(args.models)}
     found = {}
-    for folder, (singles, fused) in VIEWS.items():
+    for folder in args.folders:
+        singles, fused = VIEWS[folder]
         experiments = {"single": {**common, "features": singles}}
-        for name, fusion in FUSIONS.items():
+        for name in args.fusions:
+            fusion = FUSIONS[name]
             experiments[name] = {**common, "features": fused, "fusion": fusion}
         features = {"shards": 4, "musicnn": MUSICNN}
         if folder == "egemaps":
@@ -132,6 +135,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--models", nargs="+", default=["logistic"], choices=["logistic", "svm", "mlp"]
     )
+    parser.add_argument("--fusions", nargs="+", default=list(FUSIONS), choices=FUSIONS)
+    parser.add_argument("--folders", nargs="+", default=list(VIEWS), choices=VIEWS)
     driver.add_run_arguments(parser, "merflow-fusion", gpus=0)
     return parser.parse_args(argv)
 
