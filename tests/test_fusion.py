@@ -185,6 +185,22 @@ def test_view_weights_set_each_views_total_variance_on_the_training_part(
     np.testing.assert_allclose(per_view, expected, rtol=1e-4)
 
 
+@pytest.mark.parametrize("model", ["logistic", "svm"])
+def test_the_heads_learn_from_the_weighed_views_not_from_columns_standardized_again(
+    model, tmp_path
+):
+    """A head that standardized each column again would undo the view weights: the fitted
+    weights (logistic) or support vectors (svm) would be those of ``view_weights: columns``."""
+    write_views(tmp_path, garble_test=False)
+    fitted = {}
+    for weights in ("columns", "equal"):
+        fusion = {"method": "early", "view_weights": weights}
+        train(tmp_path / weights, run_config(tmp_path, model, fusion))
+        fitted[weights] = load_arrays(tmp_path / weights / BASELINE_FILE)
+    key = "coef" if model == "logistic" else "x"
+    assert not np.allclose(fitted["columns"][key], fitted["equal"][key])
+
+
 def test_predict_refuses_a_model_of_fused_views_in_one_sentence(tmp_path):
     write_views(tmp_path, garble_test=False)
     train(tmp_path / "run", run_config(tmp_path, "logistic", {"method": "late"}))
