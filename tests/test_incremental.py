@@ -199,6 +199,19 @@ def test_a_run_started_afresh_says_the_split_changed(rerun_copy):
     assert_run_complete(rerun_copy)
 
 
+def test_a_deleted_report_is_remade_when_asked_for_by_path(rerun_copy):
+    """Snakemake leaves a deleted intermediate missing while what was built from it is newer
+    (snakemake#1978); README tells users to ask for it by path, which remakes it alone."""
+    assert snakemake(rerun_copy, TINY).returncode == 0  # the copy's index params name its folder
+    report = rerun_copy / "results/tiny/malik/report"
+    shutil.rmtree(report)
+    assert planned_jobs(rerun_copy, TINY) == []  # the behaviour README warns of
+    out = snakemake(rerun_copy, TINY, "results/tiny/malik/report")
+    assert out.returncode == 0, out.stderr[-4000:]
+    assert rules_of(executed_jobs(out.stderr)) == Counter({"aggregate": 1})
+    assert (report / "index.md").is_file()
+
+
 def test_a_train_job_rerun_on_the_same_data_reuses_the_trained_network(rerun_copy):
     """What a newer feature table of the same rows causes on real data (Snakemake checksums
     inputs of up to 1 MB only, so the tiny run's cannot show it): the finished train job runs
