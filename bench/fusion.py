@@ -36,7 +36,6 @@ MUSICNN = {"model": "MSD_musicnn", "layer": "max_pool"}  # the best single view 
 SPLIT = {"method": "kfold", "n_folds": 5, "repeats": 3, "seed": 0}
 FUSIONS = {  # experiment suffix: fusion settings
     "early": {"method": "early"},
-    "early_equal": {"method": "early", "view_weights": "equal"},
     "early_anova": {"method": "early", "select": "anova", "k": 256},
     "late": {"method": "late", "combine": "average"},
     "late_stack": {"method": "late", "combine": "stack"},

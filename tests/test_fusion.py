@@ -17,7 +17,6 @@ from merflow.features.views import FUSION_DEFAULTS, join
 from merflow.io import write_table
 from merflow.learn.evaluation import predict
 from merflow.learn.recipes import TrainConfig
-from merflow.learn.run_data import prepare_data
 from merflow.learn.training import train
 from merflow.predict import load_model
 from merflow.reporting.protocol import mean_interval, repeat_scores
@@ -133,10 +132,6 @@ def run_config(folder, model: str, fusion: dict) -> TrainConfig:
 FUSIONS = {
     "early_anova": ("logistic", {"method": "early", "select": "anova", "k": 5}),
     "early_l1": ("logistic", {"method": "early", "select": "l1", "l1_C": 0.5}),
-    "early_equal_l1": (
-        "logistic",
-        {"method": "early", "view_weights": "equal", "select": "l1", "l1_C": 0.5},
-    ),
     "late_stack_svm": ("svm", {"method": "late", "combine": "stack", "inner_folds": 3}),
     "late_stack": ("logistic", {"method": "late", "combine": "stack", "inner_folds": 3}),
 }
@@ -170,35 +165,6 @@ def test_the_test_part_changes_no_fitted_statistic(name, tmp_path):
         assert 0 < len(norm["keep"]) < 20  # a selection was made, and stored
     if fusion.get("combine") == "stack":
         assert "stack.coef" in weights
-
-
-@pytest.mark.parametrize(("weights", "expected"), [("columns", (12, 8)), ("equal", (10, 10))])
-def test_view_weights_set_each_views_total_variance_on_the_training_part(
-    weights, expected, tmp_path
-):
-    """12 + 8 columns z-scored on the training part: each column's variance is 1, so the views
-    sum to 12 and 8; weighed equally, to 10 each (the total, 20, shared by the 2 views)."""
-    write_views(tmp_path, garble_test=False)
-    config = run_config(tmp_path, "logistic", {"method": "early", "view_weights": weights})
-    features = prepare_data(config).train.features.astype(np.float64)
-    per_view = features[:, :12].var(0).sum(), features[:, 12:].var(0).sum()
-    np.testing.assert_allclose(per_view, expected, rtol=1e-4)
-
-
-@pytest.mark.parametrize("model", ["logistic", "svm"])
-def test_the_heads_learn_from_the_weighed_views_not_from_columns_standardized_again(
-    model, tmp_path
-):
-    """A head that standardized each column again would undo the view weights: the fitted
-    weights (logistic) or support vectors (svm) would be those of ``view_weights: columns``."""
-    write_views(tmp_path, garble_test=False)
-    fitted = {}
-    for weights in ("columns", "equal"):
-        fusion = {"method": "early", "view_weights": weights}
-        train(tmp_path / weights, run_config(tmp_path, model, fusion))
-        fitted[weights] = load_arrays(tmp_path / weights / BASELINE_FILE)
-    key = "coef" if model == "logistic" else "x"
-    assert not np.allclose(fitted["columns"][key], fitted["equal"][key])
 
 
 def test_predict_refuses_a_model_of_fused_views_in_one_sentence(tmp_path):

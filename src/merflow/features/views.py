@@ -24,7 +24,6 @@ COLUMN_SEPARATOR = ":"
 FUSABLE_KIND = "clip"
 FUSION_DEFAULTS: dict[str, Any] = {
     "method": "early",  # early: z-score each view, concatenate | late: one head per view
-    "view_weights": "columns",  # early: every column weighs alike | equal: every view does
     "select": None,  # early: null | anova (top-k by F-value) | l1 (L1 logistic's non-zeros)
     "k": 100,  # anova: columns kept
     "l1_C": 0.1,  # l1: the inverse regularization strength of the selecting logistic regression
@@ -82,8 +81,6 @@ def describe(feature: str, fusion: dict[str, Any] | None) -> str:
     s = FUSION_DEFAULTS | (fusion or {})
     if s["method"] == "early":
         detail = SELECT_LABELS[s["select"]].format(**s) if s["select"] else "all columns"
-        if s["view_weights"] == "equal":
-            detail += ", views weighed equally"
     else:
         detail = "probabilities averaged" if s["combine"] == "average" else "stacked by a logistic"
     return f"{' + '.join(views(feature))} ({s['method']} fusion, {detail})"

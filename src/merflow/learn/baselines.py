@@ -185,13 +185,9 @@ def _standardized_statistics(
     train: FrameClips, name: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The training clips' vectors z-scored, with the centre and scale that did it (a constant
-    column keeps scale 1). Clip-level vectors come z-scored by the run (fitted on its training
-    part, weighed per view when fused: :mod:`merflow.learn.fusion`) and are kept as they are;
-    the band statistics of frames are standardized here."""
+    column keeps scale 1)."""
     _check_two_classes(train, name)
     stats = clip_statistics(train.features, train.n_valid_frames)
-    if train.features.ndim == 2:
-        return stats, np.zeros(stats.shape[1]), np.ones(stats.shape[1])
     centre, scale = stats.mean(0), stats.std(0)
     scale = np.where(scale < 1e-8, 1.0, scale)
     return (stats - centre) / scale, centre, scale

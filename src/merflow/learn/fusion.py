@@ -4,10 +4,7 @@ Every statistic is fitted on the run's training part only, after the run's z-sco
 fitted there), so the test part never informs a choice:
 
 * ``early``: the views' columns, each z-scored (the run's :class:`~merflow.learn.data.ZScore`),
-  side by side, and one head (logistic, svm, mlp) on them. ``view_weights: equal`` scales each
-  view's columns so that every view has the same total variance (a 1,506-column embedding does
-  not drown 80 descriptors); the scale is folded into the z-score's deviations, so evaluation
-  and prediction apply it too. ``select`` keeps some columns: the
+  side by side, and one head (logistic, svm, mlp) on them. ``select`` keeps some columns: the
   ``k`` of highest ANOVA F-value (scikit-learn ``SelectKBest``), or those an L1-penalized
   logistic regression (``l1_C``) gives a non-zero weight; the kept columns are stored with the
   z-score statistics (``norm.npz``), so evaluation and prediction apply the same choice.
@@ -57,21 +54,7 @@ def check(model: str, fusion: dict[str, Any], features_path: str) -> None:
         )
 
 
-# --- early fusion: weights and selection ---------------------------------------------------------
-
-
-def with_view_weights(zscore: ZScore, fusion: dict[str, Any], features_path: str) -> ZScore:
-    """``zscore`` scaling view ``v`` (``d_v`` of ``D`` columns, ``V`` views) by
-    ``sqrt(D / (V d_v))``: each view's z-scored columns then sum to the same variance, ``D / V``,
-    and the total stays ``D``; ``zscore`` itself unless ``fusion['view_weights']`` is ``equal``."""
-    if fusion.get("method") != "early" or fusion.get("view_weights") != "equal":
-        return zscore
-    slices = [s for _, s in view_slices(metadata_of(features_path, "clip"))]
-    widths = np.array([s.stop - s.start for s in slices], dtype=np.float64)
-    scale = np.ones_like(zscore.std)
-    for columns, width in zip(slices, widths, strict=True):
-        scale[columns] = np.sqrt(widths.sum() / (len(widths) * width))
-    return replace(zscore, std=(zscore.std / scale).astype(zscore.std.dtype))
+# --- early fusion: selection ---------------------------------------------------------------------
 
 
 def with_selection(zscore: ZScore, train: ClipVectors, fusion: dict[str, Any], seed: int) -> ZScore:

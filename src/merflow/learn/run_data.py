@@ -91,7 +91,6 @@ def prepare_data(config: TrainConfig) -> RunData:
     elif kind == "clip":
         fusion.check(config.model, config.fusion, config.features_path)
         zscore, names = ZScore.fit_vectors(train), list(meta.get("columns", []))
-        zscore = fusion.with_view_weights(zscore, config.fusion, config.features_path)
         zscore = fusion.with_selection(zscore, train.normalized(zscore), config.fusion, config.seed)
     else:
         zscore, names = ZScore.fit_frames(train), []
