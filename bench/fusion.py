@@ -131,9 +131,7 @@ def table(results: pd.DataFrame) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--models", nargs="+", default=["logistic"], choices=["logistic", "svm", "mlp"]
-    )
+    parser.add_argument("--models", nargs="+", default=["logistic"], choices=["logistic", "svm"])
     parser.add_argument("--fusions", nargs="+", default=list(FUSIONS), choices=FUSIONS)
     parser.add_argument("--folders", nargs="+", default=list(VIEWS), choices=VIEWS)
     driver.add_run_arguments(parser, "merflow-fusion", gpus=0)
