@@ -149,11 +149,7 @@ def main(argv: list[str] | None = None) -> None:
             if not args.table_only:
                 driver.run_workflow(folder, config, args.cores, args.gpus)
             frames.append(results_of(folder, config, variant))
-    results = pd.concat(frames, ignore_index=True)
-    results.to_csv(args.out / "embeddings.csv", index=False)
-    text = table(results)
-    (args.out / "embeddings.md").write_text(text)
-    print(text)
+    driver.save_results(frames, args.out, "embeddings.csv", "embeddings.md", table)
 
 
 if __name__ == "__main__":

@@ -275,6 +275,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def save_results(frames: list[pd.DataFrame], out: Path, csv: str, markdown: str, render) -> None:
+    """Every folder's runs in ``out/csv``; ``render(runs)`` printed and in ``out/markdown``."""
+    results = pd.concat(frames, ignore_index=True)
+    results.to_csv(out / csv, index=False)
+    text = render(results)
+    (out / markdown).write_text(text)
+    print(text)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     frames, walls = [], []
@@ -287,11 +296,7 @@ def main(argv: list[str] | None = None) -> None:
             run_workflow(folder, config, args.cores, args.gpus)
             walls.append(f"{name}: {time.perf_counter() - started:.0f} s")
         frames.append(results_of(folder, config))
-    results = pd.concat(frames, ignore_index=True)
-    text = table(results) + paired_table(results)
-    print(text)
-    (args.out / "tables.md").write_text(text)
-    results.to_csv(args.out / "results.csv", index=False)
+    save_results(frames, args.out, "results.csv", "tables.md", lambda r: table(r) + paired_table(r))
     if walls:
         print(f"workflow wall time on {args.cores} cores: {', '.join(walls)}")
 
